@@ -1,0 +1,224 @@
+"""The run configuration: one YAML file, validated when it is loaded.
+
+A config has four parts — ``data``, ``model``, ``train`` and the top-level
+``name``/``seed`` — and every key can be overridden with ``--set a.b=value``
+(the value is parsed as YAML). The ``model`` part is validated by the model
+family its ``type`` names, so each family owns its keys (see ``aelab.models``).
+Validation errors name the key, its value and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aelab.errors import ConfigError, closest
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class NoiseConfig(Strict):
+    """Input corruption for denoising training: the model sees the corrupted
+    image and is asked to reconstruct the clean one."""
+
+    type: Literal["gaussian", "mask"] = "gaussian"
+    std: float = Field(0.1, ge=0, description="gaussian: std in model range units")
+    fraction: float = Field(0.25, ge=0, lt=1, description="mask: share of pixels set to zero")
+
+
+class DataConfig(Strict):
+    source: str = "builtin:faces?n=5000"
+    labels: str | None = None
+    select_labels: list[int] | None = None
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    preprocess: list[str | dict[str, Any]] = Field(default_factory=list)
+    range: tuple[float, float] = (-1.0, 1.0)
+
+    @field_validator("range")
+    @classmethod
+    def _known_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if tuple(value) not in {(-1.0, 1.0), (0.0, 1.0)}:
+            raise ValueError(f"must be [-1, 1] or [0, 1], got {list(value)}")
+        return value
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    loss: Literal["mse", "l1", "bce"] = "mse"
+    input_noise: NoiseConfig | None = None
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    compile: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    @field_validator("input_noise", mode="before")
+    @classmethod
+    def _noise_shorthand(cls, value: Any) -> Any:
+        # `input_noise: 0.2` is short for gaussian noise of std 0.2.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return None if value == 0 else {"type": "gaussian", "std": value}
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in {"auto", "cpu", "mps"} and not value.startswith("cuda"):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got '{value}'")
+        return value
+
+
+class Config(Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: Any = Field(default_factory=lambda: {"type": "fcn"})
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_family(cls, value: Any) -> Any:
+        from aelab.models.registry import parse_params
+
+        if isinstance(value, BaseModel):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping with a 'type' key")
+        return parse_params(value)
+
+    @model_validator(mode="after")
+    def _output_matches_range(self) -> Config:
+        wanted = "tanh" if tuple(self.data.range) == (-1.0, 1.0) else "sigmoid"
+        act = getattr(self.model, "output_activation", "auto")
+        if act == "auto":
+            self.model.output_activation = wanted
+        elif act in {"tanh", "sigmoid"} and act != wanted:
+            raise ValueError(
+                f"model.output_activation '{act}' does not match data.range {list(self.data.range)}"
+                f" (use '{wanted}', or 'auto')"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude={"model"})
+        out["model"] = self.model.model_dump(mode="json")
+        return {"name": out.pop("name"), "seed": out.pop("seed"), **out}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _format_error(err: ValidationError, raw: dict[str, Any], source: str) -> str:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-", "str", "dict"))]
+    key = ".".join(loc)
+    where = f"{source}: " if source else ""
+    if first["type"] == "extra_forbidden":
+        parent = _lookup(Config.model_json_schema(), loc[:-1])
+        hint = closest(loc[-1], parent) if parent else ""
+        return f"{where}unknown config key '{key}'{hint}"
+    msg = first["msg"].removeprefix("Value error, ")
+    if "input" in first and first["type"] not in {"missing"} and not isinstance(first["input"], dict):
+        return f"{where}config key '{key}' = {first['input']!r}: {msg}"
+    return f"{where}config key '{key}': {msg}" if key else f"{where}{msg}"
+
+
+def _lookup(schema: dict[str, Any], path: list[str]) -> list[str]:
+    """Valid key names at ``path`` in the Config JSON schema (for suggestions)."""
+    node = schema
+    for part in path:
+        props = node.get("properties", {})
+        if part not in props:
+            return []
+        node = props[part]
+        ref = node.get("$ref") or next(
+            (a.get("$ref") for a in node.get("anyOf", []) if "$ref" in a), None
+        )
+        if ref:
+            node = schema["$defs"][ref.split("/")[-1]]
+    return list(node.get("properties", {}))
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'train.lr=3e-4' -> (['train', 'lr'], 0.0003); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}': expected key=value, e.g. train.epochs=5")
+    key, value = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set '{item}': empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set '{item}': value is not valid YAML ({exc.problem})") from None
+    return path, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "") -> Config:
+    """Validate a plain dict (as read from YAML) into a Config."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source or 'config'}: expected a mapping at the top level")
+    raw = apply_overrides(raw, overrides)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, raw, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read and validate a YAML config file (``--set`` style overrides applied first)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return config_from_dict(raw, overrides, source=str(path))
+
+
+def as_config(config: Config | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Config:
+    """Accept a Config, a dict or a path — what the Python API takes everywhere."""
+    if isinstance(config, Config):
+        return config_from_dict(config.to_dict(), overrides) if overrides else config
+    if isinstance(config, dict):
+        return config_from_dict(config, overrides)
+    return load_config(config, overrides)

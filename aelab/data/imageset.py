@@ -1,0 +1,131 @@
+"""ImageSet: what every data source returns.
+
+Images stay uint8 N×H×W×C (possibly a read-only memory map of a file) until a
+batch is needed; subsets are index arrays over the same storage, so holding
+out a validation split or selecting labels never copies the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray
+    """uint8 N×H×W×C storage (may be an np.memmap); read through ``batch``."""
+    labels: np.ndarray | None = None
+    """int64 per stored image, or None when the source has no labels."""
+    name: str = ""
+    factors: dict[str, np.ndarray] | None = None
+    """Per-image generating factors (``builtin:faces``), aligned with storage."""
+    class_names: list[str] | None = None
+    test: ImageSet | None = None
+    """The source's own test split, when it has one (npz x_test, IDX t10k)."""
+    index: np.ndarray | None = field(default=None, repr=False)
+    """Rows of ``images`` that belong to this set (None: all, in order)."""
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise ValueError(f"ImageSet needs uint8 N×H×W×C, got {self.images.dtype} {self.images.shape}")
+
+    # -- size and shape ---------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.images) if self.index is None else len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Stable ids: the row of each image in the source (0..N-1)."""
+        return np.arange(len(self.images)) if self.index is None else self.index
+
+    # -- reading -----------------------------------------------------------
+    def batch(self, positions: np.ndarray | slice | None = None) -> np.ndarray:
+        """uint8 images at ``positions`` (positions in this set, not ids).
+
+        Rows are read in ascending storage order, then put back in the asked
+        order, so a memory-mapped file is read forwards."""
+        rows = self.rows(positions)
+        if isinstance(rows, slice):
+            return np.ascontiguousarray(self.images[rows])
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), *self.shape), dtype=np.uint8)
+        out[order] = self.images[rows[order]]
+        return out
+
+    def rows(self, positions: np.ndarray | slice | None = None) -> np.ndarray | slice:
+        if positions is None:
+            positions = slice(None)
+        if self.index is None:
+            return positions if isinstance(positions, slice) else np.asarray(positions, dtype=np.int64)
+        return self.index[positions]
+
+    def label_batch(self, positions: np.ndarray | slice | None = None) -> np.ndarray | None:
+        if self.labels is None:
+            return None
+        return np.asarray(self.labels[self.rows(positions)])
+
+    def get_labels(self) -> np.ndarray | None:
+        return self.label_batch(None)
+
+    def get_factors(self) -> dict[str, np.ndarray] | None:
+        if self.factors is None:
+            return None
+        rows = self.rows(None)
+        return {k: np.asarray(v[rows]) for k, v in self.factors.items()}
+
+    # -- subsets -----------------------------------------------------------
+    def subset(self, positions: np.ndarray) -> ImageSet:
+        """A view on the images at ``positions`` (no copy of the pixels)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
+            raise IndexError(f"positions outside 0..{len(self) - 1}")
+        return replace(self, index=np.asarray(np.arange(len(self.images)) if self.index is None
+                                              else self.index)[positions], test=None)
+
+    def by_ids(self, ids: list[int] | np.ndarray) -> ImageSet:
+        """The images whose stable ids are ``ids`` (an error names missing ones)."""
+        from aelab.errors import DataError
+
+        ids = np.asarray(ids, dtype=np.int64)
+        all_ids = self.ids
+        lookup = np.full(len(self.images), -1, dtype=np.int64)
+        lookup[all_ids] = np.arange(len(all_ids))
+        bad = ids[(ids < 0) | (ids >= len(self.images))]
+        pos = lookup[np.clip(ids, 0, len(self.images) - 1)]
+        bad = np.union1d(bad, ids[pos < 0])
+        if bad.size:
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if bad.size > 10 else "")
+            raise DataError(f"{self.name or 'data'}: no image with id {shown} (ids are 0..{len(self.images) - 1})")
+        return self.subset(pos)
+
+    def select_labels(self, keep: list[int]) -> ImageSet:
+        from aelab.errors import DataError
+
+        if self.labels is None:
+            raise DataError(f"{self.name}: data.select_labels given but the source has no labels")
+        mask = np.isin(self.get_labels(), keep)
+        if not mask.any():
+            have = np.unique(self.get_labels())
+            raise DataError(
+                f"{self.name}: data.select_labels {keep} keeps no image (labels present: {have.tolist()[:20]})"
+            )
+        return self.subset(np.flatnonzero(mask))
+
+    def split(self, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
+        """A seeded (train, validation) split; validation is None for fraction 0."""
+        n_val = int(round(len(self) * val_fraction))
+        if n_val == 0:
+            return self, None
+        if n_val >= len(self):
+            from aelab.errors import DataError
+
+            raise DataError(f"{self.name}: data.val_fraction {val_fraction} leaves no training image of {len(self)}")
+        perm = np.random.default_rng(seed).permutation(len(self))
+        return self.subset(np.sort(perm[n_val:])), self.subset(np.sort(perm[:n_val]))

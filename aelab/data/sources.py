@@ -1,0 +1,301 @@
+"""Image sources: a string such as ``npy:faces.npy`` names where images come from.
+
+Every source returns an ``ImageSet`` of uint8 N×H×W×C images. ``.npy`` files
+are memory-mapped when they are already uint8, so a 1.2 GB course data set
+costs no memory until a batch is read. Built-in sets take their parameters in
+the string: ``builtin:faces?n=2000&anomaly_fraction=0.1&seed=1``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from aelab.data.imageset import ImageSet
+from aelab.errors import DataError, closest
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_CHUNK = 4096  # rows converted at a time when a float file must become uint8
+
+
+def load_images(source: str | ImageSet, labels: str | None = None, size: tuple[int, int] | None = None) -> ImageSet:
+    """Load images from a source string (``kind:path`` or ``builtin:name?k=v``).
+
+    ``labels`` is an optional ``.npy`` of one integer per image. ``size``
+    (H, W) lets a ``folder:`` of mixed sizes be resized while it is read.
+    """
+    if isinstance(source, ImageSet):
+        data = source
+    else:
+        kind, _, rest = str(source).partition(":")
+        if not rest:
+            kind, rest = _guess_kind(str(source)), str(source)
+        if kind not in _LOADERS:
+            raise DataError(f"unknown data source kind '{kind}' in '{source}'{closest(kind, _LOADERS)}"
+                            f"; use one of {', '.join(k + ':' for k in _LOADERS)}")
+        data = _LOADERS[kind](rest, size)
+    if labels:
+        data = _attach_labels(data, labels)
+    return data
+
+
+def _guess_kind(path: str) -> str:
+    """A bare path: infer the kind from the suffix (``faces.npy`` -> npy)."""
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    for suffix, kind in ((".npy", "npy"), (".npz", "npz"), ("ubyte", "idx"), ("ubyte.gz", "idx")):
+        if p.name.endswith(suffix):
+            return kind
+    raise DataError(f"cannot tell what kind of data source '{path}' is; write it as npy:, npz:, folder:, idx: "
+                    f"or builtin:")
+
+
+# -- arrays -------------------------------------------------------------------
+
+def as_uint8_images(arr: np.ndarray, where: str) -> np.ndarray:
+    """Check an array of images and return it as uint8 N×H×W×C.
+
+    uint8 arrays (and memory maps) are returned as views; float arrays in
+    [0, 1] and small integer arrays are converted in chunks."""
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4:
+        raise DataError(f"{where}: expected images N×H×W×C or N×H×W, got shape {arr.shape}")
+    if arr.shape[-1] not in (1, 3, 4) and arr.shape[1] in (1, 3, 4):
+        arr = arr.transpose(0, 2, 3, 1)  # N×C×H×W -> N×H×W×C (a view)
+    if arr.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{where}: expected 1, 3 or 4 channels in the last axis, got shape {arr.shape}")
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if len(arr) == 0:
+        raise DataError(f"{where}: holds no images (shape {arr.shape})")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind == "f":
+        out = np.empty(arr.shape, dtype=np.uint8)
+        for start in range(0, len(arr), _CHUNK):
+            part = np.asarray(arr[start:start + _CHUNK], dtype=np.float32)
+            if not np.isfinite(part).all():
+                bad = start + int(np.flatnonzero(~np.isfinite(part).reshape(len(part), -1).all(1))[0])
+                raise DataError(f"{where}: image {bad} has NaN or infinite pixels")
+            lo, hi = float(part.min()), float(part.max())
+            if lo < 0 or hi > 1:
+                raise DataError(f"{where}: float images must be in [0, 1], found values in [{lo:g}, {hi:g}]"
+                                f" (divide by 255, or store uint8)")
+            out[start:start + _CHUNK] = np.rint(part * 255.0).astype(np.uint8)
+        return out
+    if arr.dtype.kind in "iub":
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{where}: integer images must be in 0..255, found {lo}..{hi}")
+        return arr.astype(np.uint8)
+    raise DataError(f"{where}: unsupported dtype {arr.dtype} (use uint8 0-255 or float 0-1)")
+
+
+def _as_labels(arr: np.ndarray, n: int, where: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DataError(f"{where}: labels must be one integer per image, got shape {arr.shape}")
+    if len(arr) != n:
+        raise DataError(f"{where}: {len(arr)} labels for {n} images")
+    if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
+        raise DataError(f"{where}: labels must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _attach_labels(data: ImageSet, path: str) -> ImageSet:
+    arr = _np_load(Path(path), mmap=False)
+    data.labels = _as_labels(arr, len(data.images), path)
+    return data
+
+
+def _np_load(path: Path, mmap: bool) -> np.ndarray:
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{path}: holds Python objects; only plain numeric arrays are read") from None
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+
+
+def _load_npy(rest: str, size: tuple[int, int] | None) -> ImageSet:
+    path = Path(rest)
+    arr = _np_load(path, mmap=True)
+    return ImageSet(as_uint8_images(arr, str(path)), name=f"npy:{path}")
+
+
+_NPZ_IMAGE_KEYS = ("images", "x", "x_train", "data", "arr_0")
+_NPZ_LABEL_KEYS = {"images": "labels", "x": "y", "x_train": "y_train", "x_test": "y_test", "data": "labels"}
+
+
+def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
+    path_s, _, key = rest.partition("#")
+    path = Path(path_s)
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    with z:
+        keys = list(z.files)
+        if not key:
+            key = next((k for k in _NPZ_IMAGE_KEYS if k in keys), keys[0] if len(keys) == 1 else "")
+            if not key:
+                raise DataError(f"{path}: cannot tell which array holds the images; name it as "
+                                f"npz:{path}#KEY (keys: {', '.join(keys)})")
+        if key not in keys:
+            raise DataError(f"{path}: no array '{key}'{closest(key, keys)} (keys: {', '.join(keys)})")
+        where = f"{path}#{key}"
+        images = as_uint8_images(z[key], where)
+        label_key = _NPZ_LABEL_KEYS.get(key)
+        labels = _as_labels(z[label_key], len(images), f"{path}#{label_key}") if label_key in keys else None
+        data = ImageSet(images, labels, name=f"npz:{where}")
+        if key == "x_train" and "x_test" in keys:
+            test_images = as_uint8_images(z["x_test"], f"{path}#x_test")
+            test_labels = _as_labels(z["y_test"], len(test_images), f"{path}#y_test") if "y_test" in keys else None
+            data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test")
+    return data
+
+
+# -- folders of image files ---------------------------------------------------
+
+def _load_folder(rest: str, size: tuple[int, int] | None) -> ImageSet:
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(rest)
+    if not root.is_dir():
+        raise DataError(f"folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    arrays, shapes = [], {}
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+                if size is not None and im.size != (size[1], size[0]):
+                    im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                a = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{f}: not a readable image ({exc})") from None
+        a = a[..., None] if a.ndim == 2 else a
+        shapes.setdefault(a.shape, f)
+        arrays.append(a)
+    if len(shapes) > 1:
+        (s1, f1), (s2, f2) = list(shapes.items())[:2]
+        raise DataError(f"{root}: images of different sizes ({f1.name} is {s1[1]}×{s1[0]}, {f2.name} is "
+                        f"{s2[1]}×{s2[0]}); add a resize step to data.preprocess")
+    chans = {a.shape[-1] for a in arrays}
+    if len(chans) > 1:
+        arrays = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in arrays]
+    images = np.stack(arrays)
+    rel = [f.relative_to(root).parts for f in files]
+    labels = class_names = None
+    if all(len(r) > 1 for r in rel):
+        class_names = sorted({r[0] for r in rel})
+        labels = np.array([class_names.index(r[0]) for r in rel], dtype=np.int64)
+    return ImageSet(images, labels, name=f"folder:{root}", class_names=class_names)
+
+
+# -- MNIST-style IDX files -----------------------------------------------------
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (raw or gzip) into an array, checking its header."""
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int).tolist()
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(f"{path}: header says shape {dims} ({expected} bytes) but the file has {len(raw)}")
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_pair(images_path: Path) -> ImageSet:
+    images = as_uint8_images(read_idx(images_path), str(images_path))
+    label_path = Path(str(images_path).replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1"))
+    labels = None
+    if label_path != images_path and label_path.exists():
+        labels = _as_labels(read_idx(label_path), len(images), str(label_path))
+    return ImageSet(images, labels, name=f"idx:{images_path}")
+
+
+def _load_idx(rest: str, size: tuple[int, int] | None) -> ImageSet:
+    path = Path(rest)
+    if path.is_dir():
+        found = {p.name: p for p in path.iterdir()}
+        train = next((found[n] for n in found if n.startswith("train-images")), None)
+        test = next((found[n] for n in found if n.startswith("t10k-images")), None)
+        if train is None:
+            raise DataError(f"{path}: no train-images-idx3-ubyte[.gz] file in the folder")
+        data = _idx_pair(train)
+        data.test = _idx_pair(test) if test else None
+        return data
+    return _idx_pair(path)
+
+
+# -- built-in sets --------------------------------------------------------------
+
+def _params(rest: str) -> tuple[str, dict[str, str]]:
+    name, _, query = rest.partition("?")
+    return name, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _take(params: dict[str, str], key: str, cast: Callable, default, where: str):
+    if key not in params:
+        return default
+    try:
+        return cast(params.pop(key))
+    except ValueError:
+        raise DataError(f"{where}: parameter '{key}' must be a {cast.__name__}") from None
+
+
+def _load_builtin(rest: str, size: tuple[int, int] | None) -> ImageSet:
+    from aelab.data import builtin
+
+    name, params = _params(rest)
+    if name not in builtin.BUILTINS:
+        raise DataError(f"unknown built-in data set '{name}'{closest(name, builtin.BUILTINS)}; "
+                        f"available: {', '.join(builtin.BUILTINS)}")
+    where = f"builtin:{name}"
+    fn, accepted = builtin.BUILTINS[name]
+    kwargs = {k: _take(params, k, cast, default, where) for k, (cast, default) in accepted.items()}
+    if params:
+        bad = next(iter(params))
+        raise DataError(f"{where}: unknown parameter '{bad}'{closest(bad, accepted)}; "
+                        f"accepted: {', '.join(accepted) or 'none'}")
+    return fn(**kwargs)
+
+
+_LOADERS: dict[str, Callable[[str, tuple[int, int] | None], ImageSet]] = {
+    "npy": _load_npy,
+    "npz": _load_npz,
+    "folder": _load_folder,
+    "idx": _load_idx,
+    "builtin": _load_builtin,
+}

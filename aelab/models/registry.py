@@ -1,0 +1,90 @@
+"""Model families by name: ``create_model("fcn", input_shape, latent_dim=10)``.
+
+Each family registers its class and its parameter schema; the config's
+``model.type`` picks the family and the family validates its own keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from aelab.errors import ConfigError, closest
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    cls: type
+    params: type[BaseModel]
+    parse: Callable[[dict[str, Any]], BaseModel] | None = None
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, params: type[BaseModel], parse: Callable[[dict[str, Any]], BaseModel] | None = None):
+    """Class decorator: make a model family available as ``model.type: name``."""
+
+    def wrap(cls: type) -> type:
+        cls.family = name
+        _FAMILIES[name] = Family(name, cls, params, parse)
+        return cls
+
+    return wrap
+
+
+def families() -> dict[str, Family]:
+    _load_builtin_families()
+    return dict(_FAMILIES)
+
+
+def _load_builtin_families() -> None:
+    import aelab.models.conv  # noqa: F401
+    import aelab.models.fcn  # noqa: F401
+    import aelab.models.multi_encoder  # noqa: F401
+    import aelab.models.vae  # noqa: F401
+
+
+def _family(name: Any) -> Family:
+    fams = families()
+    if name not in fams:
+        raise ConfigError(f"unknown model.type '{name}'{closest(str(name), fams)}; families: {', '.join(fams)}")
+    return fams[name]
+
+
+def validate(params_cls: type[BaseModel], raw: dict[str, Any], prefix: str = "model") -> BaseModel:
+    """Validate ``raw`` against a family schema, turning errors into one named line."""
+    try:
+        return params_cls.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join([prefix, *(str(p) for p in first["loc"])])
+        if first["type"] == "extra_forbidden":
+            name = str(first["loc"][-1])
+            raise ConfigError(f"unknown config key '{key}'{closest(name, params_cls.model_fields)}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"config key '{key}' = {first.get('input')!r}: {msg}") from None
+
+
+def parse_params(raw: dict[str, Any]) -> BaseModel:
+    """The validated parameters of the family that ``raw['type']`` names."""
+    raw = dict(raw)
+    raw.setdefault("type", "fcn")
+    fam = _family(raw["type"])
+    return fam.parse(raw) if fam.parse else validate(fam.params, raw)
+
+
+def create_model(params: BaseModel | dict[str, Any] | str, input_shape: tuple[int, int, int], **kwargs: Any):
+    """Build a model for inputs of ``input_shape`` (C, H, W).
+
+    ``params`` is a validated params object, a dict with ``type``, or a
+    family name with its keys given as keyword arguments."""
+    if isinstance(params, str):
+        params = {"type": params, **kwargs}
+    if isinstance(params, dict):
+        params = parse_params(params)
+    return _family(params.type).cls(params, tuple(input_shape))

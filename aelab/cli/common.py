@@ -1,0 +1,63 @@
+"""What every command shares: the Typer app, JSON output, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="aelab: train, measure, edit, generate with and score image autoencoders.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+console = Console()
+err_console = Console(stderr=True)
+
+JSON = typer.Option(False, "--json", help="Print the results as JSON.")
+SET = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=5 (repeatable).")
+DATA = typer.Option(None, "--data", help="Data source (default: the run's validation split).")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: numpy scalars and arrays to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _clean(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    typer.echo(json.dumps(_clean(obj), indent=2))
+
+
+def table(rows: list[dict[str, Any]], title: str | None = None, columns: list[str] | None = None) -> None:
+    """A rich table of dict rows; floats shown with 4 significant digits."""
+    cols = columns or list(dict.fromkeys(k for r in rows for k in r))
+    t = Table(title=title, show_lines=False)
+    for c in cols:
+        t.add_column(c, justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left")
+    for r in rows:
+        t.add_row(*(fmt(r.get(c)) for c in cols))
+    console.print(t)
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)

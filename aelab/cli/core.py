@@ -1,0 +1,121 @@
+"""Core commands: train, info, evaluate, reconstruct, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from aelab.cli.common import DATA, JSON, SET, app, console, print_json, table
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Config YAML."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/<name>)."),
+    overrides: list[str] = SET,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Replace whatever the run folder holds."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = JSON,
+) -> None:
+    """Train a model from CONFIG into a Run folder."""
+    from aelab.train import train as train_run
+
+    run = train_run(config, out, overrides=overrides, resume=resume, force=force,
+                    progress=not (quiet or as_json))
+    if as_json:
+        print_json({"run": str(run.path), **run.summary})
+        return
+    s = run.summary
+    table([{"run": str(run.path), "model": s["family"], "parameters": s["parameters"],
+            "final loss": s["final_train_loss"], "MSE": s["mse"], "PSNR": s["psnr"], "SSIM": s["ssim"],
+            "time (s)": s["wall_time_s"], "img/s": s["images_per_s"]}])
+
+
+@app.command()
+def info(
+    target: Path = typer.Argument(..., help="A config YAML or a Run folder."),
+    overrides: list[str] = SET,
+    input_shape: str = typer.Option(None, "--input-shape", help="H×W×C to describe the model for, e.g. 64x64x3 "
+                                    "(default: the data's)."),
+    diagram: Path = typer.Option(None, "--diagram", help="Draw the architecture to this .png, .svg or .pdf."),
+    as_json: bool = JSON,
+) -> None:
+    """Layer table, parameter count, code shape and an architecture picture."""
+    from aelab.info import diagram as draw
+    from aelab.info import model_for, summary
+
+    model, cfg = model_for(target, overrides, input_shape)
+    s = {"name": cfg.name, **summary(model)}
+    if diagram:
+        draw(model, diagram, title=f"{cfg.name} ({s['family']}): {s['parameters']:,} parameters")
+        s["diagram"] = str(diagram)
+    if as_json:
+        print_json(s)
+        return
+    table([{"layer": r["name"], "type": r["type"], "output": "×".join(map(str, r["output_shape"])),
+            "parameters": r["parameters"]} for r in s["layers"]], title=f"{cfg.name} ({s['family']})")
+    console.print(f"input {s['input_shape']}  code {s['latent_shape']} ({s['latent_size']} elements, "
+                  f"compression {s['compression_ratio']:g}×)  parameters [bold]{s['parameters']:,}[/bold]")
+    if diagram:
+        console.print(f"diagram: {diagram}")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder."),
+    data: str = DATA,
+    labels: str = typer.Option(None, "--labels", help="A .npy of labels for --data."),
+    as_json: bool = JSON,
+) -> None:
+    """MSE, PSNR and SSIM of reconstructions (images in [0, 1])."""
+    from aelab.run import load_run
+
+    r = load_run(run)
+    images = r.data(data, labels)
+    result = {"run": str(run), "data": images.name if data else f"{r.summary.get('evaluated_on', 'val')} split",
+              **r.evaluate(images)}
+    if as_json:
+        print_json(result)
+    else:
+        table([result])
+
+
+@app.command()
+def reconstruct(
+    run: Path = typer.Argument(..., help="Run folder."),
+    ids: str = typer.Option("0-7", "--ids", help="Image ids, e.g. 0,5,9 or 0-7."),
+    data: str = DATA,
+    out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
+    as_json: bool = JSON,
+) -> None:
+    """Originals above their reconstructions, each titled with its PSNR."""
+    from aelab.data.ids import parse_ids
+    from aelab.figures import reconstruction_figure
+    from aelab.run import load_run
+
+    r = load_run(run)
+    result = reconstruction_figure(r, r.data(data).by_ids(parse_ids(ids)), out)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"wrote {out}  (mean PSNR {sum(result['psnr']) / len(result['psnr']):.2f} dB)")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's runs and figures."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller, faster demo (about 45 s)."),
+    as_json: bool = JSON,
+) -> None:
+    """The main job: train a deep fcn AE and a conv VAE on builtin faces, compare them, draw everything."""
+    from aelab.demo import run_demo
+
+    result = run_demo(out, quick=quick, progress=not as_json)
+    if as_json:
+        print_json(result)
+        return
+    table(result["table"], title="aelab demo: deep fcn autoencoder vs conv VAE on builtin:faces")
+    for line in result["outputs"]:
+        console.print(line)

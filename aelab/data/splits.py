@@ -1,0 +1,39 @@
+"""The data a config names, split the way training split it.
+
+Training and every later analysis call ``make_splits`` with the same config,
+so the validation images of a Run are found again without storing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aelab.config import DataConfig
+from aelab.data.imageset import ImageSet
+from aelab.data.sources import load_images
+from aelab.data.transforms import Preprocess, Resize
+
+
+@dataclass
+class Splits:
+    full: ImageSet
+    train: ImageSet
+    val: ImageSet | None
+
+
+def load_for(data: DataConfig, source: str | ImageSet | None = None, labels: str | None = None) -> ImageSet:
+    """Load ``source`` (default: the config's) with the config's label file and
+    the load-time resize that lets a folder of mixed sizes be read."""
+    pre = Preprocess(data.preprocess, data.range)
+    first = pre.steps[0] if pre.steps else None
+    size = (first.height, first.width) if isinstance(first, Resize) else None
+    if source is None:
+        source, labels = data.source, labels or data.labels
+    return load_images(source, labels=labels, size=size)
+
+
+def make_splits(data: DataConfig, seed: int) -> Splits:
+    full = load_for(data)
+    kept = full.select_labels(data.select_labels) if data.select_labels else full
+    train, val = kept.split(data.val_fraction, seed)
+    return Splits(full, train, val)

@@ -1,0 +1,46 @@
+"""Reconstruction metrics, per image, on images in [0, 1] (PSNR data range 1).
+
+PSNR and SSIM come from torchmetrics (SSIM: Gaussian window, sigma 1.5, of
+size 11 or the largest odd size that fits small images such as 8×8 digits).
+Every function takes float N×C×H×W tensors and returns one value per image,
+so callers can average, rank or score as they need.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).pow(2).flatten(1).mean(1)
+
+
+def psnr_from_mse(err: torch.Tensor) -> torch.Tensor:
+    """10·log10(1 / MSE); a perfect reconstruction is capped at 100 dB."""
+    return (10.0 * torch.log10(1.0 / err.clamp_min(1e-10))).clamp_max(100.0)
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return psnr_from_mse(mse(pred, target))
+
+
+def ssim_window(height: int, width: int) -> int:
+    side = min(11, height, width)
+    return side if side % 2 else side - 1
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM per image (Wang et al. 2004), channels averaged."""
+    k = ssim_window(*pred.shape[-2:])
+    if k < 3:
+        raise ValueError(f"images of {tuple(pred.shape[-2:])} are too small for SSIM")
+    return structural_similarity_index_measure(
+        pred.float(), target.float(), gaussian_kernel=True, sigma=1.5 * k / 11, kernel_size=k,
+        data_range=1.0, reduction="none")
+
+
+def reconstruction_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image MSE, PSNR and SSIM of ``pred`` against ``target`` (both in [0, 1])."""
+    err = mse(pred, target)
+    return {"mse": err, "psnr": psnr_from_mse(err), "ssim": ssim(pred, target)}

@@ -1,0 +1,86 @@
+"""Figures shared by every command: loss curves and image grids (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aelab.io import atomic_write  # noqa: E402
+
+
+def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write a figure atomically (PNG, SVG or PDF by suffix) and close it."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def show_image(ax: plt.Axes, image: np.ndarray, title: str | None = None, fontsize: int = 8) -> None:
+    """One uint8 H×W×C image on an axis, without ticks; grayscale for one channel."""
+    img = image[..., 0] if image.shape[-1] == 1 else image
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, *, row_labels: Sequence[str] | None = None,
+               col_labels: Sequence[str] | None = None, title: str | None = None, cell: float = 1.25) -> Path:
+    """A grid of images, one list per row (rows may differ in length)."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + (0.8 if row_labels else 0), cell * n_rows
+                                                      + (0.4 if title else 0)), squeeze=False)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            if j < len(rows[i]):
+                show_image(ax, rows[i][j], col_labels[j] if col_labels and i == 0 and j < len(col_labels) else None)
+            else:
+                ax.axis("off")
+        if row_labels:
+            axes[i][0].set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def loss_curve(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Training loss per iteration (light) with its moving average, and validation MSE per epoch."""
+    steps = np.array([r["step"] for r in records if "loss" in r])
+    loss = np.array([r["loss"] for r in records if "loss" in r])
+    epochs = [r for r in records if "val_mse" in r]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    if len(loss):
+        ax.plot(steps, loss, color="tab:blue", alpha=0.35, lw=0.8, label="train loss (per iteration)")
+        k = max(1, len(loss) // 50)
+        if k > 1:
+            smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, color="tab:blue", lw=1.6, label=f"train loss ({k}-step mean)")
+    if epochs:
+        ax.plot([r["step"] for r in epochs], [r["val_mse"] for r in epochs], "o-", color="tab:orange", ms=4,
+                label="validation MSE (per epoch, [0,1] pixels)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    if len(loss) and loss.min() > 0 and loss.max() / loss.min() > 20:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "training loss", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)

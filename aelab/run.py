@@ -1,0 +1,236 @@
+"""A Run: the folder that holds a trained model and everything to use it again.
+
+Layout (the contract every analysis relies on)::
+
+    config.yaml        the fully resolved config
+    model.safetensors  the weights (never pickled; loading runs no code)
+    metrics.jsonl      one JSON object per iteration, and one per epoch with val_* keys
+    summary.json       final metrics, shapes, parameter count, timings -- written last,
+                       so a folder without it is an unfinished run
+    figures/           loss.png and whatever later analyses draw
+
+``Run`` is the Python handle: ``encode``, ``decode`` and ``reconstruct`` take
+and give numpy arrays (uint8 images N×H×W×C, float32 codes N×latent_shape)
+and work in batches, so a whole data set can be passed at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aelab.config import Config, load_config
+from aelab.data.imageset import ImageSet
+from aelab.data.sources import as_uint8_images
+from aelab.data.splits import Splits, load_for, make_splits
+from aelab.data.transforms import Preprocess
+from aelab.errors import AelabError, RunError
+from aelab.io import load_tensors
+from aelab.metrics import reconstruction_metrics
+from aelab.models import Autoencoder, create_model
+
+CONFIG, WEIGHTS, METRICS = "config.yaml", "model.safetensors", "metrics.jsonl"
+SUMMARY, FIGURES = "summary.json", "figures"
+Images = np.ndarray | ImageSet
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AelabError(f"train.device '{name}' asked for, but this machine has no CUDA device")
+    return torch.device(name)
+
+
+def load_weights(model: Autoencoder, path: Path) -> None:
+    """Load safetensors weights into ``model``, naming any mismatch with its config."""
+    try:
+        state = load_tensors(path)
+    except FileNotFoundError:
+        raise RunError(f"{path}: weights file not found") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise RunError(f"{path}: not a readable safetensors file ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or wrong:
+        detail = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)} in the file but {tuple(expected[wrong[0]].shape)} "
+                  f"in the model" if wrong else f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}")
+        raise RunError(f"{path}: weights do not match the run's config ({detail})")
+    model.load_state_dict(state)
+
+
+class Run:
+    """A trained model with its config, preprocessing and data, loaded from a folder."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RunError(f"run folder not found: {self.path}")
+        if not (self.path / SUMMARY).exists():
+            state = "was interrupted or is still training" if (self.path / "checkpoint.json").exists() else \
+                "has no summary.json"
+            raise RunError(f"{self.path}: not a finished run ({state}); finish it with `aelab train "
+                           f"{self.path / CONFIG} --out {self.path} --resume`")
+        self.config: Config = load_config(self.path / CONFIG)
+        try:
+            self.summary: dict[str, Any] = json.loads((self.path / SUMMARY).read_text())
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.path / SUMMARY}: not valid JSON ({exc.msg})") from None
+        self.device = torch.device(device)
+        self.preprocess = Preprocess(self.config.data.preprocess, self.config.data.range)
+        self.image_shape: tuple[int, int, int] = tuple(self.summary["image_shape"])
+        self.model: Autoencoder = create_model(self.config.model, tuple(self.summary["input_shape"]))
+        load_weights(self.model, self.path / WEIGHTS)
+        self.model.to(self.device).eval()
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}', {self.model.family}, latent {self.latent_shape})"
+
+    # -- what it is ------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.model.latent_shape
+
+    @property
+    def latent_size(self) -> int:
+        return self.model.latent_size
+
+    @property
+    def variational(self) -> bool:
+        return self.model.variational
+
+    @property
+    def figures(self) -> Path:
+        (self.path / FIGURES).mkdir(exist_ok=True)
+        return self.path / FIGURES
+
+    def metrics_log(self) -> list[dict[str, Any]]:
+        """Every record of metrics.jsonl (iterations, then epoch records with val_* keys)."""
+        with open(self.path / METRICS) as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    # -- data ------------------------------------------------------------------
+    @cached_property
+    def splits(self) -> Splits:
+        """The run's own data, split exactly as in training."""
+        return make_splits(self.config.data, self.config.seed)
+
+    def data(self, source: str | ImageSet | None = None, labels: str | None = None) -> ImageSet:
+        """``source`` loaded as the run loads data, or the validation split (the
+        training split when there is none) when no source is given."""
+        if source is None:
+            return self.splits.val if self.splits.val is not None else self.splits.train
+        return load_for(self.config.data, source, labels)
+
+    def check_images(self, images: Images, where: str = "images") -> Images:
+        """Coerce to uint8 N×H×W×C and check the run can take them (shape after preprocessing)."""
+        if not isinstance(images, ImageSet):
+            arr = np.asarray(images) if not isinstance(images, np.memmap) else images
+            if arr.ndim == len(self.image_shape) and arr.shape[-1] == self.image_shape[-1]:
+                arr = arr[None]
+            images = as_uint8_images(arr, where)
+        shape = images.shape if isinstance(images, ImageSet) else images.shape[1:]
+        got = self.preprocess.output_shape(tuple(shape))
+        want = tuple(self.model.input_shape)
+        if got != want:
+            raise AelabError(f"{where}: images of {'×'.join(map(str, shape))} (H×W×C) become {got} after "
+                             f"preprocessing, but run {self.path} expects {want} (C×H×W), from "
+                             f"{'×'.join(map(str, self.image_shape))} images")
+        return images
+
+    def batches(self, images: Images, batch_size: int | None = None) -> Iterator[torch.Tensor]:
+        """Model-range tensors on the run's device, ``batch_size`` images at a time."""
+        images = self.check_images(images)
+        size = batch_size or self.config.train.eval_batch_size
+        n = len(images)
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            chunk = images.batch(slice(start, stop)) if isinstance(images, ImageSet) else \
+                np.ascontiguousarray(images[start:stop])
+            yield self.preprocess(chunk, self.device)
+
+    def _map(self, images: Images, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        with torch.inference_mode():
+            outs = [fn(x).float().cpu() for x in self.batches(images)]
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    # -- the model ---------------------------------------------------------------
+    def to_model(self, images: Images) -> torch.Tensor:
+        """Images preprocessed to the model's input (float N×C×H×W in the model range)."""
+        return self._map(images, lambda x: x)
+
+    def encode(self, images: Images) -> np.ndarray:
+        """Deterministic codes (the posterior mean for a VAE), float32 N×latent_shape."""
+        return self._map(images, self.model.encode).numpy()
+
+    def encode_stats(self, images: Images) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and log-variance (VAE only)."""
+        if not self.variational:
+            raise AelabError(f"run {self.path} is a {self.model.family} model, not variational")
+        both = self._map(images, lambda x: torch.stack(self.model.encode_stats(x), 1))
+        return both[:, 0].numpy(), both[:, 1].numpy()
+
+    def decode_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Codes -> model-range images (float N×C×H×W on the CPU)."""
+        z = torch.as_tensor(np.asarray(codes, dtype=np.float32)) if not torch.is_tensor(codes) else codes.float()
+        if z.ndim == len(self.latent_shape):
+            z = z[None]
+        if tuple(z.shape[1:]) != tuple(self.latent_shape):
+            if z.ndim == 2 and z.shape[1] == self.latent_size:
+                z = z.reshape(len(z), *self.latent_shape)
+            else:
+                raise AelabError(f"codes of shape {tuple(z.shape[1:])} given; run {self.path} decodes "
+                                 f"{self.latent_shape} ({self.latent_size} elements)")
+        if not torch.isfinite(z).all():
+            raise AelabError("codes contain NaN or infinite values")
+        size = self.config.train.eval_batch_size
+        with torch.inference_mode():
+            return torch.cat([self.model.decode(z[i:i + size].to(self.device)).float().cpu()
+                              for i in range(0, len(z), size)]) if len(z) else torch.empty(0)
+
+    def decode(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Codes (N×latent_shape, or N×latent_size flat) -> uint8 images N×H×W×C."""
+        return self.preprocess.inverse(self.decode_tensor(codes))
+
+    def reconstruct(self, images: Images) -> np.ndarray:
+        """Encode and decode: uint8 images of the model's output shape."""
+        return self.preprocess.inverse(self._map(images, lambda x: self.model.decode(self.model.encode(x))))
+
+    def evaluate(self, images: Images | str | None = None) -> dict[str, float]:
+        """Mean MSE, PSNR and SSIM (images in [0, 1]) over ``images`` (default: validation split)."""
+        data = self.data(images) if images is None or isinstance(images, str) else images
+        return evaluate_model(self.model, self.preprocess, self.batches(data))
+
+
+def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.Tensor]) -> dict[str, float]:
+    """Mean per-image MSE/PSNR/SSIM of ``model``'s reconstructions of ``batches``."""
+    totals: dict[str, float] = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
+    n = 0
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for x in batches:
+            recon = model.decode(model.encode(x))
+            per = reconstruction_metrics(pre.to_unit(recon.float()), pre.to_unit(x.float()))
+            for k in totals:
+                totals[k] += float(per[k].sum())
+            n += len(x)
+    model.train(was_training)
+    return {**{k: v / max(n, 1) for k, v in totals.items()}, "n": n}
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Open a finished Run folder (safe: config YAML and safetensors only)."""
+    return Run(path, device)

@@ -1,0 +1,504 @@
+"""Anomaly detection by reconstruction: per-image scores, ranking metrics, heat maps.
+
+A model trained on normal images reconstructs normal images well and anomalies
+badly, so how badly an image comes back ranks it. Every score is "higher = more
+anomalous" and is computed per batch with tensor ops while the images stream
+through the model (a memory-mapped ``npy:`` file stays on disk).
+
+Score kinds (``KINDS``); pixel errors are measured with the model range mapped
+to [0, 1], so numbers read the same for ``range: [-1, 1]`` and ``[0, 1]``:
+
+``mse``       mean squared error per image
+``l2``        L2 norm of the error image (what the course sample code ranked by)
+``l1``        mean absolute error
+``ssim``      1 - SSIM (Gaussian window, as in ``aelab.metrics``)
+``elbo``      negative ELBO of a VAE, on the training loss's scale: the per-element
+              reconstruction loss (``train.loss``) of the decoded posterior mean
+              plus ``beta * KL / D`` (D elements per image)
+``latent``    Mahalanobis distance of the code under a Gaussian fitted to the codes
+              of (up to ``LATENT_FIT_MAX``) training images; cached in the run folder
+``combined``  ``COMBINED_WEIGHTS`` mix of the rank-normalised ``mse`` and ``latent``
+              scores. Ranks are taken over the images scored together, so this kind
+              ranks a set; score a whole test set at once (sharded scoring should
+              gather ``components`` first and call ``combine``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aelab.data.imageset import ImageSet
+from aelab.errors import AelabError, closest
+from aelab.io import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from aelab.run import Run
+
+KINDS = ("mse", "l2", "l1", "ssim", "elbo", "latent", "combined")
+COMBINED_WEIGHTS = {"mse": 0.5, "latent": 0.5}
+LATENT_FIT_MAX = 20000
+LATENT_CACHE = "latent_gaussian.safetensors"
+ANOMALY_JSON = "anomaly.json"
+MAX_FPR = 0.05
+Images = np.ndarray | ImageSet | str | None
+
+
+# -- scoring ---------------------------------------------------------------------
+
+def check_kind(kind: str, run: Run | None = None) -> str:
+    """The kind, or a one-line error naming the valid ones (and why ``elbo`` needs a VAE)."""
+    if kind not in KINDS:
+        raise AelabError(f"unknown score kind '{kind}'{closest(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+    if kind == "elbo" and run is not None and not run.variational:
+        raise AelabError(f"score kind 'elbo' needs a VAE; run {run.path} is a {run.model.family} model "
+                         f"(use mse, l2, l1, ssim, latent or combined)")
+    return kind
+
+
+def components_for(kind: str) -> tuple[str, ...]:
+    """The per-image scores ``kind`` is made of (``combined`` mixes two)."""
+    return tuple(COMBINED_WEIGHTS) if kind == "combined" else (kind,)
+
+
+def score(run: Run, images: Images = None, kind: str = "mse", *, batch_size: int | None = None,
+          progress: bool = False) -> np.ndarray:
+    """One float64 score per image, higher = more anomalous.
+
+    ``images``: uint8 N×H×W×C array (or one image), an ImageSet, a source string,
+    or None for the run's validation split."""
+    check_kind(kind, run)
+    parts = components(run, images, components_for(kind), batch_size=batch_size, progress=progress)
+    return combine(parts) if kind == "combined" else parts[kind]
+
+
+def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: int | None = None,
+               progress: bool = False) -> dict[str, np.ndarray]:
+    """Several per-image scores from one pass over the data (``combined`` excluded)."""
+    kinds = tuple(dict.fromkeys(check_kind(k, run) for k in kinds))
+    if "combined" in kinds:
+        raise AelabError("'combined' is made from the mse and latent components; ask for those, then combine()")
+    data = resolve_images(run, images)
+    gauss = latent_gaussian(run) if "latent" in kinds else None
+    n = len(data)
+    outs: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    bar = _progress(progress, n)
+    with torch.inference_mode(), bar or _null():
+        task = bar.add_task("scoring", total=n) if bar else None
+        for x in run.batches(data, batch_size):
+            for k, v in batch_scores(run, x, kinds, gauss).items():
+                outs[k].append(v.double().cpu())
+            if bar:
+                bar.update(task, advance=len(x))
+    result = {k: torch.cat(v).numpy() for k, v in outs.items()}
+    for k, v in result.items():
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            raise AelabError(f"score '{k}' is not finite for {bad.size} image(s) (first: position {bad[0]}); "
+                             f"the run {run.path} may have diverged")
+    return result
+
+
+def batch_scores(run: Run, x: torch.Tensor, kinds: Sequence[str],
+                 gauss: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per-image scores of one model-range batch (call under ``torch.inference_mode``)."""
+    model, pre = run.model, run.preprocess
+    if model.variational:
+        mean, logvar = model.encode_stats(x)
+        code = mean
+    else:
+        code = model.encode(x)
+    recon = model.decode(code).float()
+    x = x.float()
+    out: dict[str, torch.Tensor] = {}
+    if {"mse", "l2", "l1"} & set(kinds):
+        diff = (recon - x).flatten(1).mul_(1.0 / (pre.hi - pre.lo))
+        if "l1" in kinds:
+            out["l1"] = diff.abs().mean(1)
+        sq = diff.square_()
+        if "mse" in kinds:
+            out["mse"] = sq.mean(1)
+        if "l2" in kinds:
+            out["l2"] = sq.sum(1).sqrt_()
+    if "ssim" in kinds:
+        from aelab.metrics import ssim
+
+        try:
+            out["ssim"] = 1.0 - ssim(pre.to_unit(recon), pre.to_unit(x))
+        except ValueError as exc:
+            raise AelabError(f"score kind 'ssim': {exc}") from None
+    if "elbo" in kinds:
+        from aelab.models.vae import kl_divergence
+
+        out["elbo"] = per_image_loss(recon, x, run.config.train.loss) + \
+            model.params.beta * kl_divergence(mean.float(), logvar.float()) / math.prod(model.input_shape)
+    if "latent" in kinds:
+        if gauss is None:
+            raise AelabError("score kind 'latent' needs the Gaussian fitted to the training codes")
+        mu, whiten = gauss
+        out["latent"] = ((code.flatten(1).float() - mu) @ whiten).square_().sum(1).sqrt_()
+    return out
+
+
+def per_image_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """The training reconstruction loss, one mean per image (model-range units, like training)."""
+    if kind == "l1":
+        return (recon - target).abs().flatten(1).mean(1)
+    if kind == "bce":
+        return F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target, reduction="none").flatten(1).mean(1)
+    return (recon - target).square().flatten(1).mean(1)
+
+
+def combine(parts: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+    """Weighted sum of rank-normalised scores (ranks in (0, 1], ties share their mean rank)."""
+    weights = weights or COMBINED_WEIGHTS
+    missing = [k for k in weights if k not in parts]
+    if missing:
+        raise AelabError(f"combine: missing component score(s) {', '.join(missing)}")
+    total = sum(weights.values())
+    return sum(w / total * rank_normalise(parts[k]) for k, w in weights.items())
+
+
+def rank_normalise(x: np.ndarray) -> np.ndarray:
+    """Average ranks divided by N: 1/N for the lowest score, 1 for the highest."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
+    stops = np.r_[starts[1:], len(x)]
+    mean_rank = (starts + stops + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(mean_rank, stops - starts)
+    return ranks / max(len(x), 1)
+
+
+def resolve_images(run: Run, images: Images, labels: str | None = None) -> ImageSet | np.ndarray:
+    """A source string or None becomes the ImageSet the run would load; arrays are checked."""
+    if images is None or isinstance(images, str):
+        images = run.data(images, labels)
+    return run.check_images(images)
+
+
+# -- the latent Gaussian ---------------------------------------------------------
+
+def latent_gaussian(run: Run, max_images: int = LATENT_FIT_MAX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and whitening matrix W of the training codes: ``|(z - mean) @ W|`` is the Mahalanobis distance.
+
+    The covariance gets a ridge of 1e-3 of its mean variance so that codes with
+    more elements than training images (spatial conv codes) still have an inverse.
+    Fitted once per run and cached as ``latent_gaussian.safetensors`` in its folder."""
+    from aelab.io import load_tensors, save_tensors
+
+    cache = run.path / LATENT_CACHE
+    if cache.exists():
+        t = load_tensors(cache)
+        if t["mean"].numel() == run.latent_size:
+            return t["mean"].to(run.device), t["whiten"].to(run.device)
+    train = run.splits.train
+    if len(train) > max_images:
+        pick = np.sort(np.random.default_rng(run.config.seed).choice(len(train), max_images, replace=False))
+        train = train.subset(pick)
+    codes = torch.as_tensor(run.encode(train)).reshape(len(train), -1).double()
+    mean = codes.mean(0)
+    centred = codes - mean
+    cov = centred.T @ centred / max(len(codes) - 1, 1)
+    ridge = 1e-3 * float(cov.diagonal().mean()) + 1e-12
+    evals, evecs = torch.linalg.eigh(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+    whiten = (evecs / evals.clamp_min(ridge).sqrt()).float()
+    mean = mean.float()
+    with contextlib.suppress(OSError):  # a read-only run folder: refit next time
+        save_tensors(cache, {"mean": mean, "whiten": whiten}, metadata={"n_images": str(len(codes))})
+    return mean.to(run.device), whiten.to(run.device)
+
+
+# -- metrics ----------------------------------------------------------------------
+
+def anomaly_labels(labels: np.ndarray, normal: Sequence[int] | None = None) -> np.ndarray:
+    """Boolean "is anomalous" per image: label not in ``normal``, or label 1 of 0/1 labels."""
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        return labels
+    if normal is not None:
+        return ~np.isin(labels, list(normal))
+    values = np.unique(labels)
+    if not set(values.tolist()) <= {0, 1}:
+        shown = ", ".join(map(str, values[:10])) + (" ..." if len(values) > 10 else "")
+        raise AelabError(f"labels hold the values {shown}; anomaly metrics need 0 (normal) / 1 (anomalous) labels, "
+                         f"or the normal classes named (see `aelab oneclass`)")
+    return labels == 1
+
+
+def metrics(scores: np.ndarray, labels: np.ndarray, max_fpr: float = MAX_FPR) -> dict[str, Any]:
+    """ROC AUC, PR AUC (average precision), the best-F1 threshold and TPR at ``max_fpr`` FPR.
+
+    ``labels``: True / 1 = anomalous. An image is called anomalous when its score
+    is >= the threshold. With only one class present, the metrics that need both
+    are None and ``undefined`` says why."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = anomaly_labels(np.asarray(labels).ravel())
+    if len(s) != len(y):
+        raise AelabError(f"{len(y)} labels for {len(s)} scores")
+    if not len(s):
+        raise AelabError("no scores to measure")
+    if not np.isfinite(s).all():
+        raise AelabError(f"{int((~np.isfinite(s)).sum())} score(s) are NaN or infinite")
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    out: dict[str, Any] = {"n": len(s), "n_anomalous": n_pos, "n_normal": n_neg,
+                           "score_mean_normal": float(s[~y].mean()) if n_neg else None,
+                           "score_mean_anomalous": float(s[y].mean()) if n_pos else None,
+                           "roc_auc": None, "pr_auc": None, "best_f1": None, "threshold": None,
+                           "precision": None, "recall": None, f"tpr_at_{round(max_fpr * 100):g}pct_fpr": None}
+    if n_pos == 0 or n_neg == 0:
+        which = "normal" if n_pos == 0 else "anomalous"
+        why = f"the labels hold only {which} images, and these metrics compare normal with anomalous ones"
+        out["undefined"] = {k: why for k, v in out.items() if v is None and k not in ("score_mean_normal",
+                                                                                    "score_mean_anomalous")}
+        return out
+    tps, fps, thresholds = _counts(s, y)
+    tpr, fpr = tps / n_pos, fps / n_neg
+    precision = tps / (tps + fps)
+    f1 = np.divide(2 * precision * tpr, precision + tpr, out=np.zeros_like(tpr), where=(precision + tpr) > 0)
+    best = int(np.argmax(f1))
+    ok = fpr <= max_fpr
+    out.update({
+        "roc_auc": float(np.trapezoid(np.r_[0.0, tpr], np.r_[0.0, fpr])),
+        "pr_auc": float(np.sum(np.diff(np.r_[0.0, tpr]) * precision)),
+        "best_f1": float(f1[best]), "threshold": float(thresholds[best]),
+        "precision": float(precision[best]), "recall": float(tpr[best]),
+        f"tpr_at_{round(max_fpr * 100):g}pct_fpr": float(tpr[ok].max()) if ok.any() else 0.0,
+    })
+    return out
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), starting at (0, 0) with threshold +inf."""
+    y = anomaly_labels(labels)
+    tps, fps, thresholds = _counts(np.asarray(scores, dtype=np.float64), y)
+    return np.r_[0.0, fps / max(len(y) - y.sum(), 1)], np.r_[0.0, tps / max(y.sum(), 1)], np.r_[np.inf, thresholds]
+
+
+def _counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives when calling every score >= t anomalous, per distinct t (descending)."""
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each run of equal scores
+    tps = np.cumsum(y)[last].astype(np.float64)
+    return tps, (last + 1) - tps, s[last]
+
+
+# -- files ------------------------------------------------------------------------
+
+def write_scores_csv(path: str | Path, scores: np.ndarray, ids: np.ndarray | None = None) -> Path:
+    """The course's submission format: header ``ID,score``, one row per image (ids 0..N-1 by default)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    ids = np.arange(len(scores)) if ids is None else np.asarray(ids)
+    if len(ids) != len(scores):
+        raise AelabError(f"{len(ids)} ids for {len(scores)} scores")
+    rows = "".join(f"{int(i)},{s:.9g}\n" for i, s in zip(ids.tolist(), scores.tolist(), strict=True))
+    atomic_write(path, "ID,score\n" + rows)
+    return Path(path)
+
+
+# -- the whole job ----------------------------------------------------------------
+
+def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str = "mse", *,
+            labels: str | np.ndarray | None = None, normal: Sequence[int] | None = None,
+            csv: str | Path | None = None, maps: str | Path | None = None, top_k: int = 8, sample: int = 8,
+            batch_size: int | None = None, progress: bool = False, record: bool = True) -> dict[str, Any]:
+    """Score ``data``, write the CSV, measure against labels when there are any, draw maps.
+
+    ``labels``: a ``.npy`` path or an array (1 / True = anomalous); by default the
+    data's own labels (``builtin:faces`` with ``anomaly_fraction``, ``builtin:lfw``).
+    ``normal``: the labels that count as normal, for multi-class labels.
+    With labels, ``RUN/anomaly.json`` records the metrics and figure paths (``record``)."""
+    import time
+
+    check_kind(kind, run)
+    label_path = labels if isinstance(labels, str | Path) else None
+    images = resolve_images(run, data, str(label_path) if label_path else None)
+    y = None
+    if labels is not None and not isinstance(labels, str | Path):
+        y = np.asarray(labels)
+        if y.ndim != 1 or len(y) != len(images):
+            raise AelabError(f"labels: {len(y) if y.ndim == 1 else y.shape} labels for {len(images)} images")
+    elif isinstance(images, ImageSet) and images.labels is not None:
+        y = images.get_labels()
+    started = time.perf_counter()
+    parts = components(run, images, components_for(kind), batch_size=batch_size, progress=progress)
+    scores = combine(parts) if kind == "combined" else parts[kind]
+    elapsed = time.perf_counter() - started
+    ids = images.ids if isinstance(images, ImageSet) else np.arange(len(images))
+    result: dict[str, Any] = {
+        "run": str(run.path), "data": _describe(data, images), "kind": kind, "n": len(scores),
+        "wall_time_s": round(elapsed, 3), "images_per_s": round(len(scores) / max(elapsed, 1e-9), 1)}
+    if kind == "combined":
+        result["weights"] = dict(COMBINED_WEIGHTS)
+    if csv is not None:
+        result["csv"] = str(write_scores_csv(csv, scores, ids))
+    anomalous = anomaly_labels(y, normal) if y is not None else None
+    if anomalous is not None:
+        result["metrics"] = metrics(scores, anomalous)
+    if maps is not None:
+        result["figures"] = draw_maps(run, images, scores, anomalous, Path(maps), kind=kind, top_k=top_k,
+                                      sample=sample, measured=result.get("metrics"))
+    if record and anomalous is not None:
+        write_json(run.path / ANOMALY_JSON, {**result, "figures": {
+            k: _relative(v, run.path) for k, v in result.get("figures", {}).items()}})
+        result["record"] = str(run.path / ANOMALY_JSON)
+    result["scores"] = scores
+    return result
+
+
+# -- figures ----------------------------------------------------------------------
+
+def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, reconstructions, per-pixel squared error) for a few images: uint8 N×H×W×C twice
+    (after the run's preprocessing) and float N×H×W (channel mean, [0, 1] pixel units)."""
+    x = run.to_model(images)
+    with torch.inference_mode():
+        recon = run.model.decode(run.model.encode(x.to(run.device))).float().cpu()
+    err = ((recon - x) / (run.preprocess.hi - run.preprocess.lo)).square().mean(1)
+    return run.preprocess.inverse(x), run.preprocess.inverse(recon), err.numpy()
+
+
+def draw_maps(run: Run, images: ImageSet | np.ndarray, scores: np.ndarray, anomalous: np.ndarray | None,
+              folder: Path, *, kind: str = "mse", top_k: int = 8, sample: int = 8,
+              measured: dict[str, Any] | None = None) -> dict[str, str]:
+    """``worst.png`` (top-k heat maps), ``sample.png`` (a seeded random sample), ``score_hist.png`` and,
+    with both classes labelled, ``roc.png`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = images.ids if isinstance(images, ImageSet) else np.arange(len(images))
+    out: dict[str, str] = {}
+    picks = {"worst": np.argsort(-scores, kind="stable")[:max(top_k, 0)],
+             "sample": np.sort(np.random.default_rng(0).choice(len(scores), min(sample, len(scores)), replace=False))}
+    for name, pos in picks.items():
+        if not len(pos):
+            continue
+        subset = images.subset(pos) if isinstance(images, ImageSet) else np.asarray(images[pos])
+        title = (f"{run.name}: the {len(pos)} highest {kind} scores" if name == "worst"
+                 else f"{run.name}: {len(pos)} images drawn at random")
+        tags = [f"id {ids[p]}\n{scores[p]:.4g}" + ("" if anomalous is None else
+                                                   (" anom." if anomalous[p] else " normal")) for p in pos]
+        out[name] = str(heatmap_figure(*error_maps(run, subset), folder / f"{name}.png", tags, title))
+    out["score_hist"] = str(score_histogram(scores, anomalous, folder / "score_hist.png", kind, measured))
+    if anomalous is not None and 0 < anomalous.sum() < len(anomalous):
+        out["roc"] = str(roc_figure(scores, anomalous, folder / "roc.png", kind, measured))
+    return out
+
+
+def heatmap_figure(inputs: np.ndarray, recons: np.ndarray, err: np.ndarray, path: Path, tags: Sequence[str],
+                   title: str) -> Path:
+    """Three rows: the image, its reconstruction, the error heat map over the image (one colour scale)."""
+    from aelab.plots import plt, save, show_image
+
+    n = len(inputs)
+    vmax = float(np.quantile(err, 0.995)) or 1e-6
+    fig, axes = plt.subplots(3, n, figsize=(1.45 * n + 1.2, 5.2), squeeze=False)
+    for j in range(n):
+        show_image(axes[0][j], inputs[j], tags[j], fontsize=7)
+        show_image(axes[1][j], recons[j])
+        gray = inputs[j].mean(-1)
+        show_image(axes[2][j], np.repeat(gray[..., None], 3, -1).astype(np.uint8))
+        im = axes[2][j].imshow(err[j], cmap="inferno", alpha=0.6, vmin=0, vmax=vmax, interpolation="nearest")
+    for i, label in enumerate(("image", "recon", "error")):
+        axes[i][0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    bar = fig.colorbar(im, ax=axes[2].tolist(), fraction=0.025, pad=0.01)
+    bar.set_label("squared error", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    return save(fig, path)
+
+
+def score_histogram(scores: np.ndarray, anomalous: np.ndarray | None, path: Path, kind: str = "score",
+                    measured: dict[str, Any] | None = None) -> Path:
+    """Scores of normal and anomalous images on shared bins, with the best-F1 threshold."""
+    from aelab.plots import plt, save
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    bins = np.histogram_bin_edges(scores, bins=min(60, max(10, len(scores) // 20)))
+    if anomalous is None:
+        ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label=f"all images ({len(scores)})")
+    else:
+        for mask, name, colour in ((~anomalous, "normal", "tab:blue"), (anomalous, "anomalous", "tab:red")):
+            if mask.any():
+                ax.hist(scores[mask], bins=bins, color=colour, alpha=0.55, label=f"{name} ({int(mask.sum())})")
+    if measured and measured.get("threshold") is not None:
+        ax.axvline(measured["threshold"], color="black", ls="--", lw=1,
+                   label=f"best-F1 threshold (F1 {measured['best_f1']:.3f})")
+    ax.set_xlabel(f"{kind} score (higher = more anomalous)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    auc = f", ROC AUC {measured['roc_auc']:.3f}" if measured and measured.get("roc_auc") is not None else ""
+    ax.set_title(f"score histogram{auc}", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def roc_figure(scores: np.ndarray, anomalous: np.ndarray, path: Path, kind: str = "score",
+               measured: dict[str, Any] | None = None) -> Path:
+    """The ROC curve with its area and the operating point at 5% FPR."""
+    from aelab.plots import plt, save
+
+    fpr, tpr, _ = roc_curve(scores, anomalous)
+    m = measured or metrics(scores, anomalous)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot(fpr, tpr, color="tab:red", lw=1.8, label=f"{kind} (AUC {m['roc_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1, label="chance")
+    tpr5 = m.get("tpr_at_5pct_fpr")
+    if tpr5 is not None:
+        ax.plot([MAX_FPR], [tpr5], "o", color="black", ms=5, label=f"TPR {tpr5:.3f} at 5% FPR")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"ROC: {int(anomalous.sum())} anomalous of {len(anomalous)}", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _describe(data: Any, images: ImageSet | np.ndarray) -> str:
+    if isinstance(images, ImageSet):
+        return images.name or "images"
+    return f"array of {len(images)} images" if data is not None else "images"
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_record(run_path: str | Path) -> dict[str, Any] | None:
+    """``RUN/anomaly.json`` as a dict, or None when the run was never scored with labels."""
+    path = Path(run_path) / ANOMALY_JSON
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled or total < 2048:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=True)
+
+
+def _null():
+    from contextlib import nullcontext
+
+    return nullcontext()

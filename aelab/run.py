@@ -213,13 +213,6 @@ class Run:
         data = self.data(images) if images is None or isinstance(images, str) else images
         return evaluate_model(self.model, self.preprocess, self.batches(data))
 
-    # -- anomaly scores (aelab.anomaly) ------------------------------------------
-    def score(self, images: Images | str | None = None, kind: str = "mse", **kwargs: Any) -> np.ndarray:
-        """Anomaly score per image, higher = more anomalous; see ``aelab.anomaly.score``."""
-        from aelab.anomaly import score
-
-        return score(self, images, kind, **kwargs)
-
     # -- latent editing (aelab.latent) -------------------------------------------
     def edit(self, image: Images, edits: list[str], sample: bool = False, seed: int = 0) -> dict[str, Any]:
         """Apply edits such as ``["0*=2", "2+=5"]`` to one image's code; see ``aelab.latent.edit``."""

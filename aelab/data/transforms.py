@@ -11,11 +11,14 @@ Step forms::
     - center_crop: 48                      # or [h, w]
     - resize: 32                           # or [h, w]; bilinear with antialiasing
     - grayscale                            # ITU-R 601 luma, 1 channel
+    - gcn_l1                               # per-image global contrast normalisation (L1)
+    - minmax: fit                          # or [lo, hi]; fitted on the training images by fit_steps
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,6 +139,81 @@ class Grayscale(Step):
 
 
 STEPS: dict[str, Callable[[Any], Step]] = {s.name: s for s in (Crop, CenterCrop, Resize, Grayscale)}
+
+
+class GcnL1(Step):
+    """Per-image global contrast normalisation with the L1 norm: subtract the image's mean, divide
+    by its mean absolute deviation. The usual preprocessing of the one-class MNIST / CIFAR-10
+    protocol (Ruff et al., 2018); values leave [0, 1], so follow it with ``minmax``."""
+
+    name = "gcn_l1"
+
+    def __init__(self, value: Any = None):
+        if value not in (None, True):
+            raise ConfigError(f"data.preprocess step 'gcn_l1' takes no value, got {value!r}")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean((1, 2, 3), keepdim=True)
+        return centred / centred.abs().mean((1, 2, 3), keepdim=True).clamp_min(1e-6)
+
+    def spec(self) -> Any:
+        return "gcn_l1"
+
+
+class MinMax(Step):
+    """``(x - lo) / (hi - lo)`` with ``lo``/``hi`` fitted on the (normal) training images.
+
+    ``minmax: fit`` (or a bare ``minmax``) asks for fitting: ``fit_steps`` computes the
+    minimum and maximum over the training batches after the steps before it and writes
+    them back as ``minmax: [lo, hi]``, so the resolved config of a Run reproduces the
+    scaling. Images outside the fitted range map outside [0, 1] (not clamped)."""
+
+    name = "minmax"
+
+    def __init__(self, value: Any = None):
+        self.lo = self.hi = None
+        if value in (None, True, "fit"):
+            return
+        if (not isinstance(value, list | tuple) or len(value) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+                or not value[1] > value[0]):
+            raise ConfigError(f"data.preprocess step 'minmax': expected 'fit' or [lo, hi] with hi > lo, got {value!r}")
+        self.lo, self.hi = float(value[0]), float(value[1])
+
+    @property
+    def fitted(self) -> bool:
+        return self.lo is not None
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fitted:
+            raise ConfigError("data.preprocess step 'minmax: fit' has no fitted values; `aelab oneclass` fits it on "
+                              "the normal training images (aelab.data.transforms.fit_steps), or write minmax: [lo, hi]")
+        return (x - self.lo) * (1.0 / (self.hi - self.lo))
+
+    def spec(self) -> Any:
+        return {"minmax": [self.lo, self.hi] if self.fitted else "fit"}
+
+
+STEPS.update({s.name: s for s in (GcnL1, MinMax)})
+
+
+def fit_steps(steps: Sequence[str | dict[str, Any] | Step], batches: Callable[[], Iterable[np.ndarray]]) -> list[Any]:
+    """The step specs with every ``minmax: fit`` replaced by its fitted ``[lo, hi]``.
+
+    ``batches()`` yields the uint8 N×H×W×C training batches; it is called once per
+    step that needs fitting (each sees the data through the already-fitted steps before it)."""
+    parsed = [s if isinstance(s, Step) else parse_step(s) for s in steps]
+    for i, step in enumerate(parsed):
+        if isinstance(step, MinMax) and not step.fitted:
+            before = Preprocess(parsed[:i], (0.0, 1.0))
+            lo, hi = math.inf, -math.inf
+            for batch in batches():
+                x = before(batch)
+                lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+            if not math.isfinite(lo):
+                raise DataError("data.preprocess step 'minmax: fit': no training images to fit on")
+            parsed[i] = MinMax([lo, hi if hi > lo else lo + 1.0])
+    return [s.spec() for s in parsed]
 
 
 def parse_step(item: str | dict[str, Any]) -> Step:

@@ -86,7 +86,7 @@ class Config(Strict):
     name: str = "run"
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
-    model: Any = Field(default_factory=lambda: {"type": "fcn"})
+    model: Any = Field(default_factory=lambda: {"type": "fcn"}, validate_default=True)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @field_validator("model", mode="before")
@@ -111,6 +111,8 @@ class Config(Strict):
                 f"model.output_activation '{act}' does not match data.range {list(self.data.range)}"
                 f" (use '{wanted}', or 'auto')"
             )
+        if self.train.loss == "bce" and tuple(self.data.range) != (0.0, 1.0):
+            raise ValueError("train.loss 'bce' needs data.range [0, 1] (binary cross-entropy is defined on [0, 1])")
         return self
 
     def to_dict(self) -> dict[str, Any]:

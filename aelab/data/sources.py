@@ -67,7 +67,7 @@ def as_uint8_images(arr: np.ndarray, where: str) -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 4:
         raise DataError(f"{where}: expected images N×H×W×C or N×H×W, got shape {arr.shape}")
-    if arr.shape[-1] not in (1, 3, 4) and arr.shape[1] in (1, 3, 4):
+    if arr.shape[-1] not in (1, 3, 4) and arr.shape[1] in (1, 3):
         arr = arr.transpose(0, 2, 3, 1)  # N×C×H×W -> N×H×W×C (a view)
     if arr.shape[-1] not in (1, 3, 4):
         raise DataError(f"{where}: expected 1, 3 or 4 channels in the last axis, got shape {arr.shape}")
@@ -120,6 +120,9 @@ def _attach_labels(data: ImageSet, path: str) -> ImageSet:
 def _np_load(path: Path, mmap: bool) -> np.ndarray:
     if not path.exists():
         raise DataError(f"file not found: {path}")
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: not a .npy file (it does not start with the NumPy header)")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
@@ -145,6 +148,8 @@ def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
     path = Path(path_s)
     if not path.exists():
         raise DataError(f"file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .npz file (not a zip archive)")
     try:
         z = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:

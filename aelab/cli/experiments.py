@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from aelab.cli.common import JSON, app, console, print_json, table
+from aelab.cli.common import JSON, SET, app, console, print_json, table
 
 
 @app.command()
@@ -36,3 +38,33 @@ def models(
     console.print(f"[bold]Reference[/bold]\n{escape(c.citation)}\n{c.paper['url']}")
     if c.configs:
         console.print(f"\n[bold]Shipped configs[/bold]: {', '.join(f'configs/{n}.yaml' for n in c.configs)}")
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep YAML: a base config plus a grid and/or a list of variants."),
+    out: Path = typer.Option(..., "--out", help="Sweep folder: one Run folder per run, table.csv/.md, losses.png."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at once (threads split: cores // jobs each)."),
+    overrides: list[str] = SET,
+    force: bool = typer.Option(False, "--force", help="Retrain runs whose folder holds another config."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    as_json: bool = JSON,
+) -> None:
+    """Train every run of a sweep (finished runs are skipped, so a stopped sweep resumes) and tabulate them."""
+    from aelab.sweep import MD_HEADERS, format_cell, load_sweep, run_sweep
+
+    s = load_sweep(spec, overrides)
+    log = None if as_json else console.print
+    if log:
+        log(f"sweep {s.name}: {len(s.variants)} runs into {out}" + (f", {jobs} at a time" if jobs > 1 else ""))
+    result = run_sweep(s, out, jobs=jobs, force=force, progress=not (quiet or as_json) and jobs == 1, log=log)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    if result.rows:
+        skip = {"latent_size", "compression", "family", "epochs", "evaluated_on"}
+        cols = [c for c in result.rows[0] if c not in skip or (c == "latent_size" and "latent" in result.files)]
+        table([{MD_HEADERS.get(c, c).replace(" (dB)", ""): format_cell(c, r.get(c)) for c in cols}
+               for r in result.rows], title=f"sweep {s.name}")
+    for key, path in result.files.items():
+        console.print(f"{key}: {path}")

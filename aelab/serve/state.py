@@ -1,0 +1,336 @@
+"""What the explorer server holds: each run loaded once, its images, and cached codes.
+
+Every model call for a run happens under that run's lock, so requests that
+arrive together take turns instead of fighting over the CPU's threads. While
+a user drags a slider the page sends a numbered stream of decodes; a decode
+that is overtaken by a newer one from the same client before its turn comes
+is answered as superseded without running the model (``Latest``), so no
+stale frame is ever computed behind the current one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aelab.data.imageset import ImageSet
+from aelab.errors import AelabError, DataError, closest
+from aelab.run import Run, load_run
+
+SLIDERS_ALL = 64
+"""Codes up to this many elements get a slider for every element."""
+MAX_PIXELS = 40_000_000
+"""Uploads larger than this many pixels are refused before they are decoded."""
+
+
+class ServeError(AelabError):
+    """A bad request, answered with ``status`` and the message as ``detail``."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 H×W×C (C 1, 3 or 4) -> PNG bytes; fast compression, the images are tiny."""
+    arr = image[..., 0] if image.shape[-1] == 1 else image
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def data_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+_MAGMA: np.ndarray | None = None
+
+
+def diff_map(a: torch.Tensor, b: torch.Tensor, floor: float = 0.05) -> tuple[np.ndarray, float]:
+    """|a - b| (images in [0, 1], C×H×W) averaged over channels, coloured with magma.
+
+    The colour scale runs to the largest difference, but never below ``floor``,
+    so a tiny edit is not blown up to look like a large one."""
+    global _MAGMA
+    if _MAGMA is None:
+        import matplotlib
+
+        _MAGMA = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    d = (a - b).abs().mean(0)
+    top = float(d.max()) if d.numel() else 0.0
+    idx = (d / max(top, floor)).clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy()
+    return _MAGMA[idx], top
+
+
+def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """Image file bytes -> uint8 H×W×C of the run's source shape: centre-cropped to its
+    aspect ratio, resized, and converted to its channel count."""
+    try:
+        img = Image.open(io.BytesIO(raw))
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise ServeError(f"uploaded image is {w}×{h} pixels; at most {MAX_PIXELS:,} are accepted", 413)
+        img.load()
+    except ServeError:
+        raise
+    except Exception:  # PIL raises many types for files that are not images
+        raise ServeError("upload is not a readable image (PNG, JPEG, GIF, BMP, WebP, TIFF ...)", 415) from None
+    height, width, channels = shape
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+    if mode is None:
+        raise ServeError(f"this run takes {channels}-channel images; uploads can only be 1, 3 or 4 channels")
+    if img.mode in ("RGBA", "LA", "P") and mode != "RGBA":
+        # Transparent pixels become white rather than whatever colour they happen to hold.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    img = img.convert(mode)
+    w, h = img.size
+    target = width / height
+    if w / h > target:  # too wide: crop the sides
+        cw = max(1, round(h * target))
+        img = img.crop(((w - cw) // 2, 0, (w - cw) // 2 + cw, h))
+    elif w / h < target:
+        ch = max(1, round(w / target))
+        img = img.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
+    img = img.resize((width, height), Image.Resampling.LANCZOS if img.size[0] > width else Image.Resampling.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+@dataclass
+class Encoded:
+    """One image as the run sees it: model-range input, its code and reconstruction."""
+
+    image: torch.Tensor
+    """Model input in the model range, C×H×W."""
+    code: np.ndarray
+    """Flat float32 code."""
+    recon: torch.Tensor
+    """Decoded code in the model range, C×H×W."""
+
+
+class Latest:
+    """The newest decode sequence number seen from each client."""
+
+    def __init__(self, clients: int = 256):
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._clients = clients
+
+    def offer(self, client: str, seq: int) -> None:
+        with self._lock:
+            if seq > self._seen.get(client, -(2**63)):
+                self._seen[client] = seq
+            self._seen.move_to_end(client)
+            while len(self._seen) > self._clients:
+                self._seen.popitem(last=False)
+
+    def overtaken(self, client: str, seq: int) -> bool:
+        with self._lock:
+            return self._seen.get(client, seq) > seq
+
+
+class LoadedRun:
+    """A run, its images and caches; every model call goes through ``lock``."""
+
+    def __init__(self, key: str, run: Run, data: ImageSet, label: str, top: int = 16, cache: int = 512):
+        self.key, self.run, self.data, self.label = key, run, data, label
+        self.lock = threading.Lock()
+        self.latest = Latest()
+        self._cache: OrderedDict[int, Encoded] = OrderedDict()
+        self._cache_size = cache
+        self._cache_lock = threading.Lock()
+        self._ranges: tuple[np.ndarray, np.ndarray] | None = None
+        self.top_n = top
+        self._effect_order: list[int] | None = None
+        self._ranking_thread: threading.Thread | None = None
+        self.ranking_error: str | None = None
+        self._ids = data.ids
+
+    # -- what the page needs to know ---------------------------------------------
+    def info(self) -> dict[str, Any]:
+        run = self.run
+        c, h, w = run.model.input_shape
+        low, high = self.ranges()
+        sliders, order = self.ranking()
+        return {"name": self.key, "path": self.label, "config_name": run.name, "family": run.model.family,
+                "variational": run.variational, "latent_shape": list(run.latent_shape),
+                "latent_size": run.latent_size, "image_shape": [h, w, c], "n_images": len(self.data),
+                "data": self.data.name, "psnr": run.summary.get("psnr"),
+                "low": low.tolist(), "high": high.tolist(), "sliders": sliders, "slider_order": order,
+                "ranking_error": self.ranking_error}
+
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-element slider range: the data's ±2σ (computed once)."""
+        if self._ranges is None:
+            from aelab.latent import data_ranges
+
+            with self.lock:
+                if self._ranges is None:
+                    low, high = data_ranges(self.run, self.data)
+                    self._ranges = (np.asarray(low, dtype=np.float32).ravel(),
+                                    np.asarray(high, dtype=np.float32).ravel())
+        return self._ranges
+
+    # -- images ----------------------------------------------------------------
+    def subset(self, ids: list[int]) -> ImageSet:
+        try:
+            return self.data.by_ids(ids)
+        except DataError as exc:
+            raise ServeError(str(exc), 404) from None
+
+    def page(self, offset: int, limit: int) -> list[tuple[int, np.ndarray]]:
+        """(id, model-view uint8 image) for positions offset..offset+limit of the data."""
+        positions = np.arange(offset, min(offset + limit, len(self.data)))
+        if not len(positions):
+            return []
+        subset = self.data.subset(positions)
+        with self.lock:
+            view = self.run.preprocess.inverse(self.run.to_model(subset))
+        return list(zip(subset.ids.tolist(), view, strict=True))
+
+    def encode_id(self, image_id: int) -> Encoded:
+        with self._cache_lock:
+            hit = self._cache.get(image_id)
+            if hit is not None:
+                self._cache.move_to_end(image_id)
+                return hit
+        enc = self.encode_images(self.subset([image_id]))
+        with self._cache_lock:
+            self._cache[image_id] = enc
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return enc
+
+    def encode_images(self, images: ImageSet | np.ndarray) -> Encoded:
+        """Encode one image (an ImageSet of one, or uint8 H×W×C of the run's source shape)."""
+        run = self.run
+        images = run.check_images(images, "upload")
+        with self.lock:
+            x = run.to_model(images)
+            with torch.inference_mode():
+                code = run.model.encode(x.to(run.device)).float().cpu().reshape(1, -1).numpy()
+            # The same call /api/decode makes, so an unedited code decodes to exactly these pixels.
+            recon = self.decode(code)
+        return Encoded(x[0], code[0], recon[0])
+
+    # -- codes -----------------------------------------------------------------
+    def check_code(self, code: list[float] | np.ndarray, what: str = "code") -> np.ndarray:
+        arr = np.asarray(code, dtype=np.float64).ravel()
+        n = self.run.latent_size
+        if arr.size != n:
+            raise ServeError(f"{what} has {arr.size} elements; run '{self.key}' decodes codes of {n} elements "
+                             f"(shape {tuple(self.run.latent_shape)})", 422)
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise ServeError(f"{what} element {int(bad[0])} is {arr[bad[0]]}; values must be finite numbers", 422)
+        if np.abs(arr).max(initial=0) > 1e6:
+            i = int(np.abs(arr).argmax())
+            raise ServeError(f"{what} element {i} is {arr[i]:g}; values beyond ±1e6 are refused", 422)
+        return arr.astype(np.float32)
+
+    def decode(self, codes: np.ndarray) -> torch.Tensor:
+        """Flat codes N×latent_size -> model-range images N×C×H×W (one batched call)."""
+        return self.run.decode_tensor(codes.reshape(len(codes), -1))
+
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        return self.run.preprocess.inverse(x)
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run.preprocess.to_unit(x)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` flat codes: the prior for a VAE, a Gaussian fitted to the training codes otherwise."""
+        from aelab.generate import latent_prior
+
+        with self.lock:
+            prior = latent_prior(self.run)
+        return prior.sample(n, seed).reshape(n, -1).astype(np.float32)
+
+    def ranking(self) -> tuple[list[int], str]:
+        """The elements to show sliders for, and how they were chosen.
+
+        Codes of at most ``SLIDERS_ALL`` elements show every element ("all"). Larger
+        codes show the ``top`` elements whose sweep over their range moves the decode
+        of the data's mean code most ("effect"), measured once per run in a background
+        thread (it decodes two codes per element); until that is done, the elements
+        with the widest range in the data stand in ("spread")."""
+        size = self.run.latent_size
+        if size <= SLIDERS_ALL:
+            return list(range(size)), "all"
+        if self._effect_order is not None:
+            return self._effect_order, "effect"
+        self.start_ranking()
+        low, high = self.ranges()
+        order = np.lexsort((np.arange(size), -(high - low).astype(np.float64)))
+        return [int(i) for i in order[:self.top_n]], "spread"
+
+    def start_ranking(self) -> None:
+        with self._cache_lock:
+            if self._ranking_thread is not None or self.run.latent_size <= SLIDERS_ALL:
+                return
+            self._ranking_thread = threading.Thread(target=self._measure_effects, daemon=True,
+                                                    name=f"aelab-serve-rank-{self.key}")
+        self._ranking_thread.start()
+
+    def _measure_effects(self) -> None:
+        from aelab.latent import code_stats, top_elements
+
+        try:
+            low, high = self.ranges()
+            mean = np.asarray(code_stats(self.run, self.data)["mean"], dtype=np.float32)
+            # Not under self.lock: decodes go on meanwhile (slower, but never blocked for seconds).
+            self._effect_order = top_elements(self.run, mean, self.top_n, ranges=(low, high))
+        except Exception as exc:  # keep serving with the spread order; say why in /api/runs
+            self.ranking_error = f"{type(exc).__name__}: {exc}"
+
+    def wait_ranking(self, timeout: float = 60.0) -> bool:
+        """Block until the effect ranking is measured (for tests and benchmarks)."""
+        self.start_ranking()
+        if self._ranking_thread is not None:
+            self._ranking_thread.join(timeout)
+        return self._effect_order is not None
+
+
+class ServeState:
+    """The runs named on the command line, by key; nothing else is reachable."""
+
+    def __init__(self, runs: list[LoadedRun]):
+        if not runs:
+            raise AelabError("no run to serve: name at least one run folder")
+        self.runs: dict[str, LoadedRun] = {r.key: r for r in runs}
+
+    def get(self, key: str | None) -> LoadedRun:
+        if key is None:
+            return next(iter(self.runs.values()))
+        if key not in self.runs:
+            raise ServeError(f"no run '{key}'{closest(key, self.runs)}; served runs: {', '.join(self.runs)}", 404)
+        return self.runs[key]
+
+
+def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: int = 16) -> ServeState:
+    """Load each run once (and its images: ``data``, or the run's validation split)."""
+    loaded: list[LoadedRun] = []
+    keys: set[str] = set()
+    for item in run_paths:
+        run = item if isinstance(item, Run) else load_run(item)
+        label = str(item.path if isinstance(item, Run) else item)
+        base = run.path.name or run.name
+        key, i = base, 2
+        while key in keys:
+            key, i = f"{base}-{i}", i + 1
+        keys.add(key)
+        loaded.append(LoadedRun(key, run, run.data(data), label, top))
+    return ServeState(loaded)

@@ -622,17 +622,24 @@ def draw_traversal(result: dict[str, Any], path: str | Path, title: str,
     shared = bool(np.allclose(values, values[:1]))
     gap_x, gap_y = max(2, w // 16), (max(2, w // 16) if shared else max(12, h // 4))
     picture = _mosaic(grid, gap_x, gap_y)
-    cell_in = 0.78
-    width = steps * cell_in + 2.6
-    height = max(n_rows * cell_in * (h + gap_y) / h + 0.9, 2.6)
-    fig = plt.figure(figsize=(width, height))
-    gs = fig.add_gridspec(2, 2, width_ratios=[0.9, steps * cell_in + 1.4], height_ratios=[1, 1], wspace=0.05)
-    show_image(fig.add_subplot(gs[0, 0]), result["original"], "original")
-    show_image(fig.add_subplot(gs[1, 0]), result["recon"], "reconstruction")
-    ax = fig.add_subplot(gs[:, 1])
-    ax.imshow(picture, interpolation="nearest")
+    # Lay out in inches: original and reconstruction on the left, the grid, row labels on the right.
+    grid_w = steps * 0.78
+    grid_h = grid_w * picture.shape[0] / picture.shape[1]
+    left, right, top, bottom, thumb = 1.15, 2.1 if factors else 1.0, 0.95 if shared else 0.75, 0.2, 0.9
+    body_h = max(grid_h, 2 * thumb + 0.45)
+    fig_w, fig_h = left + grid_w + right, top + body_h + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h))
+
+    def box(x: float, y_top: float, w_in: float, h_in: float) -> list[float]:
+        return [x / fig_w, (fig_h - y_top - h_in) / fig_h, w_in / fig_w, h_in / fig_h]
+
+    show_image(fig.add_axes(box(0.1, top + 0.2, thumb, thumb)), result["original"], "original")
+    show_image(fig.add_axes(box(0.1, top + thumb + 0.45, thumb, thumb)), result["recon"], "reconstruction")
+    ax = fig.add_axes(box(left, top, grid_w, grid_h))
+    ax.imshow(picture, interpolation="nearest", aspect="auto")
     for side in ax.spines.values():
         side.set_visible(False)
+    ax.yaxis.tick_right()
     centres_y = np.arange(n_rows) * (h + gap_y) + h / 2
     centres_x = np.arange(steps) * (w + gap_x) + w / 2
     labels = []

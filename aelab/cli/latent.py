@@ -1,0 +1,134 @@
+"""``aelab edit``, ``aelab traverse``, ``aelab interpolate``: thin wrappers over ``aelab.latent``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aelab.cli.common import DATA, JSON, app, console, print_json, table
+
+RUN = typer.Argument(..., help="Run folder.")
+OUT = typer.Option(..., "--out", help="Figure to write (.png, .svg or .pdf).")
+ID = typer.Option(0, "--id", help="Image id in --data (default: the run's own data set).")
+IMAGE = typer.Option(None, "--image", help="Use this image file instead, resized to the run's image size.")
+
+
+def _image(run: Any, image_id: int, data: str | None, image: Path | None) -> tuple[Any, str]:
+    """The chosen image and how to name it: a file, or an id of --data / the run's whole data set."""
+    from aelab.latent import load_image_file
+
+    if image is not None:
+        return load_image_file(image, run), str(image)
+    pool = run.data(data) if data else run.splits.full
+    return pool.by_ids([image_id]), f"id {image_id}"
+
+
+def _stats_data(run: Any, data: str | None) -> Any:
+    """Where ranges and factor correlations come from: --data, else the run's validation split."""
+    return run.data(data) if data else None
+
+
+@app.command()
+def edit(
+    run: Path = RUN,
+    image_id: int = ID,
+    edits: list[str] = typer.Option(..., "--edit", help="An edit such as 0*=2, 2+=5, 3=2,1000=8, all+=0.5, "
+                                                        "-1+=20, 10:20*=0 (repeatable: one figure row each)."),
+    data: str = DATA,
+    image: Path = IMAGE,
+    sample: bool = typer.Option(False, "--sample", help="VAE: start from a posterior draw, not the mean."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --sample draw."),
+    out: Path = OUT,
+    as_json: bool = JSON,
+) -> None:
+    """Change elements of one image's code and decode: original, reconstruction, edited, difference."""
+    from aelab.latent import edit_figure
+    from aelab.run import load_run
+
+    r = load_run(run)
+    img, name = _image(r, image_id, data, image)
+    result = {"run": str(run), "image": name, **edit_figure(r, img, edits, out, sample=sample, seed=seed,
+                                                           title=f"{r.name}, {name}: latent edits")}
+    if as_json:
+        print_json(result)
+        return
+    table([{"edit": e["edit"], "elements": len(e["elements"]), "mean |change|": e["mean_abs_change"],
+            "PSNR vs recon (dB)": e["psnr"]} for e in result["edits"]],
+          title=f"{r.name}: {r.latent_size}-element code of {name}")
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def traverse(
+    run: Path = RUN,
+    image_id: int = ID,
+    dims: str = typer.Option(None, "--dims", help="Elements to sweep, e.g. 0,1,2 or 0-4."),
+    top: int = typer.Option(None, "--top", help="Sweep the N elements that move the output most (default 8)."),
+    value_range: str = typer.Option("data", "--range", help="prior (VAE), data (mean ± 2 std), minmax, "
+                                                            "or numbers like -3:3 (write --range=-3:3)."),
+    steps: int = typer.Option(9, "--steps", help="Values per element."),
+    factors: bool = typer.Option(False, "--factors", help="Name the generating factor each element tracks "
+                                                          "(data with factors: builtin:faces)."),
+    data: str = DATA,
+    image: Path = IMAGE,
+    out: Path = OUT,
+    as_json: bool = JSON,
+) -> None:
+    """A grid: one row per code element, its value swept while the others stay at the image's code."""
+    from aelab.errors import AelabError
+    from aelab.latent import traverse_figure
+    from aelab.run import load_run
+
+    if dims and top is not None:
+        raise AelabError("give --dims or --top, not both")
+    r = load_run(run)
+    img, name = _image(r, image_id, data, image)
+    result = {"run": str(run), "image": name,
+              **traverse_figure(r, img, out, dims=dims, top=8 if top is None else top, range=value_range,
+                                steps=steps, factors=factors, data=_stats_data(r, data),
+                                title=f"{r.name}, {name}: latent traversal ({value_range} range)")}
+    if as_json:
+        print_json(result)
+        return
+    rows = [{"element": e["element"], "code value": e["code_value"], "low": e["low"], "high": e["high"],
+             "output change": e["output_change"]} for e in result["elements"]]
+    for row, f in zip(rows, result.get("factors", []), strict=False):
+        row.update({"factor": f["factor"], "r": f["r"]})
+    table(rows, title=f"{r.name}: traversal of {name}" + (" (ranked by output change)"
+                                                           if result["ranked_by_effect"] else ""))
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def interpolate(
+    run: Path = RUN,
+    ids: str = typer.Option(..., "--ids", help="Two image ids, e.g. 3,17."),
+    steps: int = typer.Option(10, "--steps", help="Decoded images, both ends included."),
+    mode: str = typer.Option("linear", "--mode", help="linear or slerp (along the sphere between the codes)."),
+    data: str = DATA,
+    out: Path = OUT,
+    as_json: bool = JSON,
+) -> None:
+    """Decode codes between two images, the two originals at the ends."""
+    from aelab.data.ids import parse_ids
+    from aelab.errors import AelabError
+    from aelab.latent import interpolate_figure
+    from aelab.run import load_run
+
+    pair = parse_ids(ids)
+    if len(pair) != 2:
+        raise AelabError(f"--ids '{ids}': give exactly two different ids, e.g. 3,17")
+    r = load_run(run)
+    pool = r.data(data) if data else r.splits.full
+    a, b = pool.by_ids(pair[:1]), pool.by_ids(pair[1:])
+    result = {"run": str(run), "ids": pair,
+              **interpolate_figure(r, a, b, out, steps=steps, mode=mode,
+                                   title=f"{r.name}: {mode} interpolation, id {pair[0]} → id {pair[1]}")}
+    if as_json:
+        print_json(result)
+        return
+    changes = result["step_change"]
+    console.print(f"wrote {out}  ({result['steps']} steps, mean |change| per step {min(changes):.4f}"
+                  f"–{max(changes):.4f})")

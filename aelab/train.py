@@ -5,12 +5,17 @@ preprocessed as one tensor op. The epoch order is a permutation seeded by
 (seed, epoch), so a resumed run draws exactly the batches it would have.
 Checkpoints (weights, optimiser state, RNG state) are written atomically each
 epoch; ``summary.json`` is written last and marks the run finished.
+
+Under torchrun the same loop runs in every process (see ``aelab.distributed``):
+each rank takes its part of every global batch, DistributedDataParallel
+averages the gradients, and rank 0 alone writes the folder and the log.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 import time
@@ -23,8 +28,9 @@ import numpy as np
 import torch
 
 import aelab
+from aelab import distributed
 from aelab.config import Config, as_config
-from aelab.data.batches import epoch_order
+from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
 from aelab.data.splits import make_splits
 from aelab.data.transforms import Preprocess
@@ -58,27 +64,36 @@ def corrupt(x: torch.Tensor, cfg: Config) -> torch.Tensor:
     return torch.where(keep, x, torch.full_like(x, lo))
 
 
-def _batches(data: ImageSet, order: np.ndarray, batch_size: int, skip: int = 0) -> Iterator[np.ndarray]:
-    """uint8 batches in ``order``; a lone last image is dropped (BatchNorm needs two)."""
-    starts = range(skip * batch_size, len(order), batch_size)
-    for start in starts:
-        positions = order[start:start + batch_size]
-        if len(positions) < 2 and len(order) > 1:
-            return
-        yield data.batch(positions)
+COMPILE_BACKEND = "inductor"  # what train.compile uses (tests swap in "eager")
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 or (rest == 1 and n == 1) else 0)
+def _precision(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32. auto: bf16 on CUDA devices that support it."""
+    want = cfg.train.precision
+    if want == "fp32" or (want == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if want == "auto":
+            return None
+        raise AelabError(f"train.precision bf16 asked for, but {torch.cuda.get_device_name(device)} does not "
+                         f"support bfloat16; use fp32 or auto")
+    return torch.bfloat16
+
+
+def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """Seed for the random draws (noise, dropout, VAE samples) of ranks above 0, which must differ from rank 0's."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
 
 
 class Trainer:
     """One training run into one folder. ``fit`` runs it; state lives here, not in globals."""
 
-    def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool = True,
+                 dist: distributed.Dist | None = None):
         self.cfg, self.out, self.progress = cfg, out, progress
-        self.device = resolve_device(cfg.train.device)
+        self.dist = dist or distributed.joined()
+        self.device = distributed.device_for(resolve_device(cfg.train.device), self.dist)
+        self.rank_batch_size = distributed.check_batch_size(cfg.train.batch_size, self.dist.world)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
@@ -86,19 +101,46 @@ class Trainer:
         self.pre = Preprocess(cfg.data.preprocess, cfg.data.range)
         self.input_shape = self.pre.output_shape(self.splits.train.shape)
         self.model: Autoencoder = create_model(cfg.model, self.input_shape).to(self.device)
+        # CUDA paths (all off on CPU): bf16 autocast, channels_last for conv layers, pinned host batches.
+        self.amp_dtype = _precision(cfg, self.device)
+        self.channels_last = self.device.type == "cuda" and any(
+            isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d) for m in self.model.modules())
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.pin = self.device.type == "cuda"
         self.optimizer = make_optimizer(self.model, cfg)
-        self.per_epoch = steps_per_epoch(len(self.splits.train), cfg.train.batch_size)
+        self.per_epoch = steps_per_epoch(len(self.splits.train), cfg.train.batch_size, self.dist.world)
         total = self.per_epoch * cfg.train.epochs
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.step, self.epoch, self.elapsed, self.images_seen = 0, 0, 0.0, 0
+        if self.dist.rank > 0:  # same init as rank 0 (seeded above), different noise from here on
+            torch.manual_seed(_rank_seed(cfg.seed, self.dist.rank))
         self._prepare_folder(resume)
+        self.net = self._wrap(self.model)
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What the loop calls: DDP around the model for several processes, compiled on request."""
+        net = model
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # DDP copies rank 0's weights to every rank here (they already agree: same seed, same checkpoint).
+            net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.cfg.train.compile:
+            net = torch.compile(net, backend=COMPILE_BACKEND)
+        return net
 
     # -- the folder ----------------------------------------------------------------
     def _prepare_folder(self, resume: bool) -> None:
+        # Rank 0 alone looks at and writes the folder; every rank gets the checkpoint it read.
+        state = distributed.run_on_main(lambda: self._open_folder(resume), self.dist)
+        if state is not None:
+            self._apply_checkpoint(*state)
+
+    def _open_folder(self, resume: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
         out = self.out
         if resume and (out / CHECKPOINT_META).exists():
-            self._load_checkpoint()
-            return
+            return self._read_checkpoint()
         if resume and (out / SUMMARY).exists():
             raise RunError(f"{out}: the run is already finished; nothing to resume")
         if out.exists() and any(out.iterdir()):
@@ -110,8 +152,25 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / CONFIG, self.cfg.to_yaml())
         (out / METRICS).write_text("")
+        return None
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """Every rank's RNG state, on rank 0 (a collective: all ranks call it)."""
+        d, states = self.dist, {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        out: dict[str, torch.Tensor] = {}
+        for name, state in states.items():
+            rows = distributed.gather_to_main(state.numpy()[None], d)
+            if rows is not None:
+                out.update({f"rng.{name}" + (f".{r}" if r else ""): torch.from_numpy(row.copy())
+                            for r, row in enumerate(rows)})
+        return out
 
     def _save_checkpoint(self) -> None:
+        rng = self._rng_states()
+        if not self.dist.main:
+            return
         opt = self.optimizer.state_dict()
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         scalars: dict[str, Any] = {}
@@ -121,17 +180,25 @@ class Trainer:
                     tensors[f"optim.{idx}.{key}"] = value
                 else:
                     scalars[f"{idx}.{key}"] = value
-        tensors["rng.torch"] = torch.get_rng_state()
+        tensors.update(rng)
         save_tensors(self.out / CHECKPOINT, tensors)
         write_json(self.out / CHECKPOINT_META, {
             "epoch": self.epoch, "step": self.step, "elapsed_s": self.elapsed, "images_seen": self.images_seen,
+            "world_size": self.dist.world,
             "param_groups": opt["param_groups"], "optim_scalars": scalars, "config": self.cfg.to_dict()})
 
-    def _load_checkpoint(self) -> None:
+    def _read_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         meta = json.loads((self.out / CHECKPOINT_META).read_text())
         if meta.get("config") != self.cfg.to_dict():
             raise RunError(f"{self.out}: --resume with a config that differs from the one the run started with")
         tensors = load_tensors(self.out / CHECKPOINT)
+        # drop log lines written after the checkpoint (they will be written again)
+        lines = (self.out / METRICS).read_text().splitlines()
+        kept = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= meta["step"]]
+        atomic_write(self.out / METRICS, "".join(ln + "\n" for ln in kept))
+        return meta, tensors
+
+    def _apply_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, Any]] = {}
         for k, v in tensors.items():
@@ -142,19 +209,22 @@ class Trainer:
             idx, key = k.split(".", 1)
             state.setdefault(int(idx), {})[key] = v
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        torch.set_rng_state(tensors["rng.torch"])
         self.epoch, self.step, self.elapsed = meta["epoch"], meta["step"], meta["elapsed_s"]
         self.images_seen = meta["images_seen"]
-        # drop log lines written after the checkpoint (they will be written again)
-        lines = (self.out / METRICS).read_text().splitlines()
-        kept = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= self.step]
-        atomic_write(self.out / METRICS, "".join(ln + "\n" for ln in kept))
+        suffix = f".{self.dist.rank}" if self.dist.rank else ""
+        if meta.get("world_size", 1) == self.dist.world and f"rng.torch{suffix}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+            if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
+        else:  # resumed with another number of processes: a fresh, still seeded, stream per rank
+            torch.manual_seed(_rank_seed(self.cfg.seed, self.dist.rank, self.step))
 
     # -- the loop ------------------------------------------------------------------
-    def fit(self) -> Run:
-        cfg, model = self.cfg, self.model
-        bar = _progress(self.progress, self.total_steps, self.step)
-        log = open(self.out / METRICS, "a")  # noqa: SIM115 -- closed in the finally below
+    def fit(self) -> Run | None:
+        cfg, model, d = self.cfg, self.model, self.dist
+        bar = _progress(self.progress and d.main, self.total_steps, self.step)
+        # only rank 0 writes the log; other ranks write to nowhere
+        log = open(self.out / METRICS if d.main else os.devnull, "a")  # noqa: SIM115 -- closed in the finally
         model.train()
         started = time.perf_counter()
         seen_at_start = self.images_seen
@@ -166,24 +236,33 @@ class Trainer:
                     order = epoch_order(len(self.splits.train), cfg.seed, self.epoch, self.splits.train)
                     skip = self.step - self.epoch * self.per_epoch
                     epoch_loss, epoch_n = 0.0, 0
-                    for batch in _batches(self.splits.train, order, cfg.train.batch_size, skip):
+                    batches = epoch_batches(order, cfg.train.batch_size, d.world)[skip:]
+                    shards = [shard_batch(b, d.rank, d.world) for b in batches]
+                    for batch, global_n in zip(ReadAhead(self.splits.train, shards, pin=self.pin),
+                                               map(len, batches), strict=True):
                         x = self.pre(batch, self.device)
-                        out = model(corrupt(x, cfg))
-                        terms = model.loss(out, x, cfg.train.loss)
+                        if self.channels_last:
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        with self._autocast():
+                            out = self.net(corrupt(x, cfg))
+                            terms = model.loss(out, x, cfg.train.loss)
                         self.optimizer.zero_grad(set_to_none=True)
-                        terms["loss"].backward()
+                        # DDP averages gradients over ranks; weighting each rank's mean loss by its share of
+                        # the global batch makes that average the gradient of the global batch's mean loss.
+                        share = d.world * len(x) / global_n
+                        (terms["loss"] * share if share != 1 else terms["loss"]).backward()
                         self.optimizer.step()
                         self.step += 1
-                        self.images_seen += len(x)
-                        values = torch.stack([v.detach().float() for v in terms.values()]).tolist()
+                        self.images_seen += global_n
+                        values = self._step_values(terms, len(x))
                         record = {"step": self.step, "epoch": self.epoch + 1,
                                   **{k: round(v, 7) for k, v in zip(terms, values, strict=True)}}
                         if not math.isfinite(record["loss"]):
                             raise AelabError(f"training diverged at step {self.step} (loss {record['loss']}); "
                                              f"lower train.lr (now {cfg.train.lr:g})")
                         log.write(json.dumps(record) + "\n")
-                        epoch_loss += record["loss"] * len(x)
-                        epoch_n += len(x)
+                        epoch_loss += record["loss"] * global_n
+                        epoch_n += global_n
                         if bar:
                             rate = (self.images_seen - seen_at_start) / max(time.perf_counter() - started, 1e-9)
                             bar.update(task, advance=1, loss=record["loss"], rate=rate)
@@ -200,23 +279,52 @@ class Trainer:
             log.close()
         return self._finish()
 
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _step_values(self, terms: dict[str, torch.Tensor], n: int) -> list[float]:
+        """The loss terms as floats: this batch's, or the global batch's mean over all ranks."""
+        values = torch.stack([v.detach().float() for v in terms.values()]).tolist()
+        if not self.dist.active:
+            return values
+        means, _ = distributed.weighted_mean(dict(zip(terms, values, strict=True)), n, self.dist)
+        return list(means.values())
+
+    def _evaluate(self, data: ImageSet) -> dict[str, float]:
+        """Reconstruction metrics over ``data``; with several processes each scores a shard."""
+        d = self.dist
+        if not d.active:
+            return evaluate_model(self.model, self.pre, self._eval_batches(data))
+        part = distributed.shard_range(len(data), d.rank, d.world)
+        local = evaluate_model(self.model, self.pre, self._eval_batches(data.subset(np.arange(part.start,
+                                                                                               part.stop))))
+        means, n = distributed.weighted_mean({k: v for k, v in local.items() if k != "n"}, local["n"], d)
+        return {**means, "n": n}
+
     def _epoch_record(self, train_loss: float) -> dict[str, Any]:
         rec: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "train_loss": round(train_loss, 7)}
         if self.splits.val is not None:
-            val = evaluate_model(self.model, self.pre, self._eval_batches(self.splits.val))
+            val = self._evaluate(self.splits.val)
             rec.update({f"val_{k}": round(v, 6) for k, v in val.items() if k != "n"})
         self.model.train()
         return rec
 
     def _eval_batches(self, data: ImageSet) -> Iterator[torch.Tensor]:
         size = self.cfg.train.eval_batch_size
-        for start in range(0, len(data), size):
-            yield self.pre(data.batch(slice(start, start + size)), self.device)
+        chunks = [slice(start, start + size) for start in range(0, len(data), size)]
+        for batch in ReadAhead(data, chunks, pin=self.pin):
+            yield self.pre(batch, self.device)
 
-    def _finish(self) -> Run:
-        save_tensors(self.out / WEIGHTS, self.model.state_dict(), metadata={"format": "pt", "aelab": aelab.__version__})
+    def _finish(self) -> Run | None:
         data = self.splits.val if self.splits.val is not None else self.splits.train
-        final = evaluate_model(self.model, self.pre, self._eval_batches(data))
+        final = self._evaluate(data)
+        distributed.run_on_main(lambda: self._write_results(final), self.dist)
+        return Run(self.out, device=self.device) if self.dist.main else None
+
+    def _write_results(self, final: dict[str, float]) -> None:
+        save_tensors(self.out / WEIGHTS, self.model.state_dict(), metadata={"format": "pt", "aelab": aelab.__version__})
         records = [json.loads(ln) for ln in (self.out / METRICS).read_text().splitlines() if ln.strip()]
         last_epoch = [r for r in records if "train_loss" in r]
         params = sum(p.numel() for p in self.model.parameters())
@@ -235,7 +343,14 @@ class Trainer:
             "epochs": self.epoch,
             "steps": self.step,
             "batch_size": self.cfg.train.batch_size,
-            "world_size": 1,
+            "world_size": self.dist.world,
+            "global_batch_size": self.cfg.train.batch_size,
+            "per_rank_batch_size": self.rank_batch_size,
+            "lr_scaling": "none",
+            "backend": self.dist.backend,
+            "precision": "bf16" if self.amp_dtype == torch.bfloat16 else "fp32",
+            "compile": self.cfg.train.compile,
+            "channels_last": self.channels_last,
             "final_train_loss": last_epoch[-1]["train_loss"] if last_epoch else None,
             "mse": final["mse"], "psnr": final["psnr"], "ssim": final["ssim"],
             "wall_time_s": round(self.elapsed, 3),
@@ -253,7 +368,6 @@ class Trainer:
         for name in (CHECKPOINT, CHECKPOINT_META):
             (self.out / name).unlink(missing_ok=True)
         write_json(self.out / SUMMARY, summary)
-        return Run(self.out, device=self.device)
 
 
 def _progress(enabled: bool, total: int, done: int):
@@ -273,19 +387,25 @@ def default_out(cfg: Config) -> Path:
 
 def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None = None, *,
           overrides: list[str] | None = None, resume: bool = False, force: bool = False,
-          progress: bool = False) -> Run:
+          progress: bool = False) -> Run | None:
     """Train a model from a config (object, dict or YAML path) into a Run folder and return the Run.
 
     ``resume`` continues an interrupted run from its last epoch checkpoint;
-    ``force`` replaces whatever ``out`` holds."""
+    ``force`` replaces whatever ``out`` holds. Launched by torchrun, every
+    process trains its shard and rank 0 writes the Run; ranks above 0 return None."""
     cfg = as_config(config, overrides)
     out = Path(out) if out else default_out(cfg)
-    if force and out.exists() and not resume:
-        shutil.rmtree(out)
-    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    d = distributed.setup(resolve_device(cfg.train.device))
     try:
-        return trainer.fit()
-    except BaseException:
-        # A failed run must not look finished: summary.json is only written on success.
-        (out / SUMMARY).unlink(missing_ok=True)
-        raise
+        if force and not resume:
+            distributed.run_on_main(lambda: shutil.rmtree(out) if out.exists() else None, d)
+        trainer = Trainer(cfg, out, resume=resume, progress=progress, dist=d)
+        try:
+            return trainer.fit()
+        except BaseException:
+            # A failed run must not look finished: summary.json is only written on success.
+            if d.main:
+                (out / SUMMARY).unlink(missing_ok=True)
+            raise
+    finally:
+        distributed.teardown(d)

@@ -24,6 +24,8 @@ def train(
 
     run = train_run(config, out, overrides=overrides, resume=resume, force=force,
                     progress=not (quiet or as_json))
+    if run is None:  # a rank above 0 of a torchrun job: rank 0 reports
+        return
     if as_json:
         print_json({"run": str(run.path), **run.summary})
         return

@@ -4,11 +4,24 @@ In-memory data gets a full seeded permutation. Memory-mapped data gets a
 permutation of contiguous blocks, shuffled again within a small window, so a
 file on disk is read in long forward runs instead of one random row at a time
 while batches still mix images from far-apart parts of the file.
+
+Training reads an epoch as global batches (``epoch_batches``); with several
+processes each takes its contiguous part of every batch (``shard_batch``), so
+the ranks' parts together are exactly the one-process batch. ``ReadAhead``
+reads the next batches in a background thread and unmaps what it read, so
+memory stays bounded whatever the file's size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+
 import numpy as np
+import torch
 
 from aelab.data.imageset import ImageSet
 
@@ -32,3 +45,116 @@ def epoch_order(n: int, seed: int, epoch: int, data: ImageSet | None = None) -> 
         window = np.concatenate(blocks[w:w + WINDOW])
         order.append(window[rng.permutation(len(window))])
     return np.concatenate(order)
+
+
+# -- steps, shards and read-ahead (training reads through these) -------------------------
+
+def _keep_last(rest: int, n: int, world: int) -> bool:
+    """A short last batch is kept when every rank gets two images (BatchNorm needs two)."""
+    return rest >= 2 * world or (world == 1 and rest == 1 and n == 1)
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if _keep_last(rest, n, world) else 0)
+
+
+def epoch_batches(order: np.ndarray, batch_size: int, world: int = 1) -> list[np.ndarray]:
+    """The global batches of one epoch: ``batch_size`` consecutive positions of ``order`` each."""
+    n = len(order)
+    return [order[s:s + batch_size] for s in range(0, steps_per_epoch(n, batch_size, world) * batch_size, batch_size)]
+
+
+def shard_batch(positions: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's contiguous part of a global batch; the ranks' parts together are the batch, in order."""
+    from aelab.distributed import shard_range
+
+    part = shard_range(len(positions), rank, world)
+    return positions[part.start:part.stop]
+
+
+def release_pages(images: np.ndarray) -> None:
+    """Drop a memory map's pages from this process (the OS page cache keeps them).
+
+    Rows read through a memory map stay mapped, and counted in the process's
+    resident memory, until the map is closed; an epoch over a 10 GB file would
+    end with 10 GB resident. After each read the pages are unmapped instead, so
+    resident memory stays at the batches in flight."""
+    mm = getattr(images, "_mmap", None)
+    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):  # a closed map, or a platform that refuses the advice
+            mm.madvise(mmap.MADV_DONTNEED)
+
+
+Positions = np.ndarray | slice
+
+
+def read_batch(data: ImageSet, positions: Positions, pin: bool = False) -> np.ndarray | torch.Tensor:
+    """uint8 images at ``positions`` (a pinned tensor with ``pin``: its copy to a GPU can overlap compute)."""
+    batch = data.batch(positions)
+    release_pages(data.images)
+    if pin:
+        return torch.from_numpy(batch).pin_memory()
+    return batch
+
+
+class ReadAhead:
+    """Reads batches ``depth`` ahead of the consumer in a background thread.
+
+    File reads and numpy copies release the GIL, so the next batches come off
+    the disk (or the memory map) while the model computes on this one. Memory
+    is bounded: at most ``depth`` + 2 batches exist at a time."""
+
+    def __init__(self, data: ImageSet, batches: Sequence[Positions], depth: int = 2, pin: bool = False):
+        self.data, self.batches, self.depth, self.pin = data, list(batches), depth, pin
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[np.ndarray | torch.Tensor]:
+        if self.depth < 1 or len(self.batches) < 2:
+            for positions in self.batches:
+                yield read_batch(self.data, positions, self.pin)
+            return
+        q: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def put(item: object) -> None:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return
+                except queue.Full:
+                    continue
+
+        def work() -> None:
+            try:
+                for positions in self.batches:
+                    if stop.is_set():
+                        return
+                    put(read_batch(self.data, positions, self.pin))
+                put(_END)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                put(_Failed(exc))
+
+        thread = threading.Thread(target=work, name="aelab-read-ahead", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.exc
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc

@@ -178,14 +178,18 @@ async def _read_body(request: Request, limit: int, what: str) -> bytes:
     """The request body, refused (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ServeError(f"{what} is {int(declared) / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB", 413)
+        raise ServeError(f"{what} is {_mb(int(declared))}; the limit is {_mb(limit)}", 413)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ServeError(f"{what} is larger than the limit of {limit / 2**20:g} MB", 413)
+            raise ServeError(f"{what} is larger than the limit of {_mb(limit)}", 413)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.3g} MB"
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:
@@ -277,7 +281,7 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
                 raise ServeError("upload: the form needs a file field named 'image'", 422)
             raw = await file.read()
             if len(raw) > upload_limit:
-                raise ServeError(f"upload is {len(raw) / 2**20:.1f} MB; the limit is {max_upload_mb:g} MB", 413)
+                raise ServeError(f"upload is {_mb(len(raw))}; the limit is {_mb(upload_limit)}", 413)
             return await run_in_threadpool(_encode_upload, state.get(key or None), raw)
         if ctype.startswith("image/") or ctype == "application/octet-stream":
             raw = await _read_body(request, upload_limit, "upload")

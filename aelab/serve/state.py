@@ -105,8 +105,20 @@ def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         ch = max(1, round(w / target))
         img = img.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
     img = img.resize((width, height), Image.Resampling.LANCZOS if img.size[0] > width else Image.Resampling.BICUBIC)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy (torch warns about read-only arrays)
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def usable_ranges(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` with empty ranges widened: an element that never varies in the data
+    (a dead ReLU unit, say) gets a range as wide as a typical element's, centred on its value,
+    so its slider still moves."""
+    width = high - low
+    live = width > 1e-6
+    typical = float(np.median(width[live])) if live.any() else 2.0
+    mid = (low + high) / 2
+    return (np.where(live, low, mid - typical / 2).astype(np.float32),
+            np.where(live, high, mid + typical / 2).astype(np.float32))
 
 
 @dataclass
@@ -173,15 +185,15 @@ class LoadedRun:
                 "ranking_error": self.ranking_error}
 
     def ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-element slider range: the data's ±2σ (computed once)."""
+        """Per-element slider range: the data's ±2σ (computed once; see ``usable_ranges``)."""
         if self._ranges is None:
             from aelab.latent import data_ranges
 
             with self.lock:
                 if self._ranges is None:
                     low, high = data_ranges(self.run, self.data)
-                    self._ranges = (np.asarray(low, dtype=np.float32).ravel(),
-                                    np.asarray(high, dtype=np.float32).ravel())
+                    self._ranges = usable_ranges(np.asarray(low, np.float32).ravel(),
+                                                 np.asarray(high, np.float32).ravel())
         return self._ranges
 
     # -- images ----------------------------------------------------------------
@@ -281,7 +293,8 @@ class LoadedRun:
         with self._cache_lock:
             if self._ranking_thread is not None or self.run.latent_size <= SLIDERS_ALL:
                 return
-            self._ranking_thread = threading.Thread(target=self._measure_effects, daemon=True,
+            # Not a daemon: a process exiting while torch works in a daemon thread aborts.
+            self._ranking_thread = threading.Thread(target=self._measure_effects, daemon=False,
                                                     name=f"aelab-serve-rank-{self.key}")
         self._ranking_thread.start()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.config import load_config
+from aelab.latent import demo_section as latent_section
 from aelab.run import Run
 from aelab.train import train
 
@@ -77,12 +78,12 @@ def reconstructions(demo: Demo) -> list[str]:
 
     lines = []
     for run in demo.runs.values():
-        res = reconstruction_figure(run, run.data().subset(list(range(8))), run.figures / "reconstructions.png")
+        res = reconstruction_figure(run, run.val_data().subset(list(range(8))), run.figures / "reconstructions.png")
         lines.append(f"reconstructions: {res['figure']}")
     return lines
 
 
-SECTIONS: list[Callable[[Demo], list[str]]] = [train_models, architecture, reconstructions]
+SECTIONS: list[Callable[[Demo], list[str]]] = [train_models, architecture, reconstructions, latent_section]
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -128,11 +128,15 @@ class Run:
         return make_splits(self.config.data, self.config.seed)
 
     def data(self, source: str | ImageSet | None = None, labels: str | None = None) -> ImageSet:
-        """``source`` loaded as the run loads data, or the validation split (the
-        training split when there is none) when no source is given."""
+        """``source`` loaded as the run loads data; without one, the run's whole
+        source, so ids are rows of the user's data whichever split they fell in."""
         if source is None:
-            return self.splits.val if self.splits.val is not None else self.splits.train
+            return self.splits.full
         return load_for(self.config.data, source, labels)
+
+    def val_data(self) -> ImageSet:
+        """The held-out validation split (the training split when there is none)."""
+        return self.splits.val if self.splits.val is not None else self.splits.train
 
     def check_images(self, images: Images, where: str = "images") -> Images:
         """Coerce to uint8 N×H×W×C and check the run can take them (shape after preprocessing)."""
@@ -210,7 +214,7 @@ class Run:
 
     def evaluate(self, images: Images | str | None = None) -> dict[str, float]:
         """Mean MSE, PSNR and SSIM (images in [0, 1]) over ``images`` (default: validation split)."""
-        data = self.data(images) if images is None or isinstance(images, str) else images
+        data = self.val_data() if images is None else self.data(images) if isinstance(images, str) else images
         return evaluate_model(self.model, self.preprocess, self.batches(data))
 
     # -- latent editing (aelab.latent) -------------------------------------------

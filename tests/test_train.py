@@ -49,13 +49,13 @@ def test_same_seed_same_weights(tmp_path):
 
 def test_save_load_gives_identical_outputs(tiny_run):
     again = load_run(tiny_run.path)
-    images = tiny_run.data().batch()
+    images = tiny_run.val_data().batch()
     np.testing.assert_array_equal(again.encode(images), tiny_run.encode(images))
     np.testing.assert_array_equal(again.reconstruct(images), tiny_run.reconstruct(images))
 
 
 def test_encode_decode_api(tiny_run):
-    images = tiny_run.data().batch()
+    images = tiny_run.val_data().batch()
     codes = tiny_run.encode(images)
     assert codes.shape == (len(images), 4) and codes.dtype == np.float32
     out = tiny_run.decode(codes)

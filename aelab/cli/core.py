@@ -75,7 +75,7 @@ def evaluate(
     from aelab.run import load_run
 
     r = load_run(run)
-    images = r.data(data, labels)
+    images = r.data(data, labels) if data else r.val_data()
     result = {"run": str(run), "data": images.name if data else f"{r.summary.get('evaluated_on', 'val')} split",
               **r.evaluate(images)}
     if as_json:

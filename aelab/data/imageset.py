@@ -97,12 +97,14 @@ class ImageSet:
         all_ids = self.ids
         lookup = np.full(len(self.images), -1, dtype=np.int64)
         lookup[all_ids] = np.arange(len(all_ids))
-        bad = ids[(ids < 0) | (ids >= len(self.images))]
-        pos = lookup[np.clip(ids, 0, len(self.images) - 1)]
-        bad = np.union1d(bad, ids[pos < 0])
-        if bad.size:
-            shown = ", ".join(map(str, bad[:10])) + (" ..." if bad.size > 10 else "")
+        outside = ids[(ids < 0) | (ids >= len(self.images))]
+        if outside.size:
+            shown = ", ".join(map(str, outside[:10])) + (" ..." if outside.size > 10 else "")
             raise DataError(f"{self.name or 'data'}: no image with id {shown} (ids are 0..{len(self.images) - 1})")
+        pos = lookup[ids]
+        if (pos < 0).any():
+            shown = ", ".join(map(str, ids[pos < 0][:10]))
+            raise DataError(f"{self.name or 'data'}: id {shown} is not in this subset of {len(self)} images")
         return self.subset(pos)
 
     def select_labels(self, keep: list[int]) -> ImageSet:

@@ -1,0 +1,130 @@
+"""The command line end to end, as a user runs it: real processes, exit codes, stderr."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_config
+
+AELAB = [sys.executable, "-m", "aelab"]
+
+
+def aelab(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*AELAB, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = write_config(tmp / "c.yaml", tiny_config())
+    res = aelab("train", cfg, "--out", tmp / "run", "--json", "--set", "train.epochs=1")
+    assert res.returncode == 0, res.stderr
+    return tmp / "run", json.loads(res.stdout)
+
+
+def test_train_json(cli_run):
+    path, out = cli_run
+    assert out["run"] == str(path) and out["epochs"] == 1 and out["family"] == "fcn"
+    assert (path / "summary.json").exists()
+
+
+def test_info_json_and_diagram(tmp_path):
+    res = aelab("info", "configs/deep-fcn.yaml", "--json", "--input-shape", "64x64x3", "--diagram",
+                tmp_path / "arch.png")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["parameters"] == 25_739_146 and out["latent_shape"] == [10]
+    assert [r["output_shape"] for r in out["layers"] if r["type"].startswith("Linear")][3] == [10]
+    assert (tmp_path / "arch.png").stat().st_size > 5000
+
+
+def test_info_of_a_run_and_table_output(cli_run):
+    res = aelab("info", cli_run[0])
+    assert res.returncode == 0 and "parameters" in res.stdout and "Linear" in res.stdout
+
+
+def test_evaluate_and_reconstruct(cli_run, tmp_path):
+    path, _ = cli_run
+    res = aelab("evaluate", path, "--json")
+    out = json.loads(res.stdout)
+    assert res.returncode == 0 and out["n"] == 40 and 0 < out["ssim"] <= 1 and out["psnr"] > 5
+    res = aelab("evaluate", path, "--json", "--data", "builtin:faces?n=12&size=16&seed=5")
+    assert json.loads(res.stdout)["n"] == 12
+    res = aelab("reconstruct", path, "--ids", "0,5,9", "--data", "builtin:faces?n=12&size=16", "--out",
+                tmp_path / "r.png", "--json")
+    out = json.loads(res.stdout)
+    assert res.returncode == 0 and out["ids"] == [0, 5, 9] and len(out["psnr"]) == 3
+    assert (tmp_path / "r.png").stat().st_size > 2000
+
+
+def bad(res, *needles):
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path, cli_run):
+    bad(aelab("train", tmp_path / "missing.yaml"), "config file not found", "missing.yaml")
+    cfg = write_config(tmp_path / "unknown.yaml", {**tiny_config(), "train": {"epochs": 1, "lrr": 0.1}})
+    bad(aelab("train", cfg, "--out", tmp_path / "u"), "unknown config key 'train.lrr'", "did you mean 'lr'")
+    cfg = write_config(tmp_path / "c.yaml", tiny_config())
+    bad(aelab("train", cfg, "--set", "train.lr=-1", "--out", tmp_path / "n"), "train.lr", "-1")
+    bad(aelab("train", cfg, "--set", "train.batch_size=0", "--out", tmp_path / "z"), "train.batch_size")
+    np.save(tmp_path / "nan.npy", np.full((4, 16, 16, 3), np.nan, np.float32))
+    bad(aelab("train", cfg, "--set", f"data.source=npy:{tmp_path / 'nan.npy'}", "--out", tmp_path / "x"),
+        "NaN", "nan.npy")
+    np.save(tmp_path / "flat.npy", np.zeros((4, 10), np.uint8))
+    bad(aelab("train", cfg, "--set", f"data.source=npy:{tmp_path / 'flat.npy'}", "--out", tmp_path / "y"),
+        "shape (4, 10)", "flat.npy")
+    bad(aelab("train", cfg, "--set", "data.select_labels=[7]", "--out", tmp_path / "s"), "keeps no image")
+    bad(aelab("evaluate", tmp_path / "no-run"), "run folder not found")
+    bad(aelab("evaluate", cli_run[0], "--data", "builtin:faces?n=4&size=32"), "expects (3, 16, 16)", "32×32×3")
+    bad(aelab("reconstruct", cli_run[0], "--ids", "0,999", "--out", tmp_path / "q.png"), "no image with id 999")
+    # Nothing half-written looks finished
+    for name in ("u", "n", "z", "x", "y", "s"):
+        assert not (tmp_path / name / "summary.json").exists()
+
+
+def test_folder_of_mixed_sizes_without_resize(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "imgs" / "a.png")
+    Image.new("RGB", (20, 16)).save(tmp_path / "imgs" / "b.png")
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(data={"source": f"folder:{tmp_path / 'imgs'}"}))
+    bad(aelab("train", cfg, "--out", tmp_path / "r"), "images of different sizes", "resize")
+
+
+def test_mismatched_weights(cli_run, tmp_path):
+    import shutil
+
+    shutil.copytree(cli_run[0], tmp_path / "r")
+    (tmp_path / "r" / "model.safetensors").write_bytes(b"garbage")
+    bad(aelab("evaluate", tmp_path / "r"), "model.safetensors", "not a readable safetensors file")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    res = aelab("--debug", "train", tmp_path / "missing.yaml")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_demo_quick_json(tmp_path):
+    res = aelab("demo", "--quick", "--out", tmp_path / "demo", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert [r["family"] for r in out["table"]] == ["fcn", "vae"]
+    assert all(r["PSNR"] > 10 for r in out["table"])
+    assert (tmp_path / "demo" / "deep-fcn" / "figures" / "architecture.png").exists()

@@ -68,3 +68,27 @@ def sweep(
                for r in result.rows], title=f"sweep {s.name}")
     for key, path in result.files.items():
         console.print(f"{key}: {path}")
+
+
+@app.command()
+def report(
+    targets: list[Path] = typer.Argument(..., help="Run folders and/or sweep folders."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+    title: str = typer.Option(None, "--title", help="Page title (default: from the folder names)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also render it to PDF (next to --out) with headless Chromium."),
+    no_generate: bool = typer.Option(False, "--no-generate", help="Only use figures the runs already have."),
+    as_json: bool = JSON,
+) -> None:
+    """One self-contained HTML study of runs and sweeps: figures embedded, no network needed to view it."""
+    from aelab.report import build_report
+
+    result = build_report(targets, out, title=title, generate=not no_generate, pdf=pdf)
+    if as_json:
+        print_json(result)
+        return
+    for line in result["warnings"]:
+        console.print(f"[yellow]note:[/yellow] {line}")
+    console.print(f"report: {result['report']}  ({len(result['runs'])} runs, {result['images']} figures, "
+                  f"{result['bytes'] / 1e6:.1f} MB, {result['wall_time_s']:.1f} s)")
+    if "pdf" in result:
+        console.print(f"pdf: {result['pdf']}")

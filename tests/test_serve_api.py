@@ -55,6 +55,11 @@ def client(app) -> TestClient:
     return TestClient(app)
 
 
+def served(run):
+    """What the explorer shows without --data: the run's validation split."""
+    return run.splits.val
+
+
 def runs_of(app):
     return {k: v.run for k, v in app.state.serve.runs.items()}
 
@@ -90,8 +95,8 @@ def test_runs_lists_each_run_with_ranges_and_sliders(client, app):
         assert info["latent_size"] == run.latent_size and info["family"] == run.model.family
         assert info["variational"] == run.variational
         assert info["image_shape"] == [64, 64, 3]
-        assert info["n_images"] == len(run.data())
-        low, high = data_ranges(run, run.data())
+        assert info["n_images"] == len(served(run))
+        low, high = data_ranges(run, served(run))
         live = high - low > 1e-6  # the data's mean ± 2 std where the element varies at all
         np.testing.assert_allclose(np.asarray(info["low"])[live], low[live], rtol=1e-6)
         np.testing.assert_allclose(np.asarray(info["high"])[live], high[live], rtol=1e-6)
@@ -111,13 +116,13 @@ def test_large_codes_get_their_top_elements_by_measured_effect(client, app):
     info = next(r for r in client.get("/api/runs").json()["runs"] if r["name"] == "big")
     assert info["slider_order"] == "effect"
     run = loaded.run
-    mean = code_stats(run, run.data())["mean"].astype(np.float32)
-    assert info["sliders"] == top_elements(run, mean, 6, ranges=data_ranges(run, run.data()))
+    mean = code_stats(run, served(run))["mean"].astype(np.float32)
+    assert info["sliders"] == top_elements(run, mean, 6, ranges=data_ranges(run, served(run)))
 
 
 def test_images_are_paged_with_stable_ids_and_show_what_the_model_sees(client, app):
     run = runs_of(app)["ae"]
-    data = run.data()
+    data = served(run)
     body = client.get("/api/images", params={"run": "ae", "offset": 3, "limit": 5}).json()
     assert body["total"] == len(data) and body["offset"] == 3
     assert [i["id"] for i in body["items"]] == data.ids[3:8].tolist()
@@ -143,7 +148,7 @@ def test_encode_by_id_matches_the_python_api(client, app):
     image_id = first_ids(client)[1]
     body = client.post("/api/encode", json={"run": "ae", "image_id": image_id}).json()
     assert body["image_id"] == image_id and body["run"] == "ae"
-    subset = run.data().by_ids([image_id])
+    subset = served(run).by_ids([image_id])
     code = run.encode(subset).reshape(-1)
     np.testing.assert_allclose(body["code"], code, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(png(body["original"]), run.preprocess.inverse(run.to_model(subset))[0])
@@ -156,7 +161,7 @@ def test_encode_defaults_to_the_first_run_and_works_for_a_vae(client, app):
     assert client.post("/api/encode", json={"image_id": image_id}).json()["run"] == "ae"
     body = client.post("/api/encode", json={"run": "vae", "image_id": image_id}).json()
     vae = runs_of(app)["vae"]
-    mean, _ = vae.encode_stats(vae.data().by_ids([image_id]))
+    mean, _ = vae.encode_stats(served(vae).by_ids([image_id]))
     np.testing.assert_allclose(body["code"], mean.reshape(-1), rtol=1e-5, atol=1e-6)
 
 
@@ -217,7 +222,7 @@ def test_decode_codes_for_the_spatial_run_are_flat(client, app):
     image_id = first_ids(client, "big")[0]
     enc = client.post("/api/encode", json={"run": "big", "image_id": image_id}).json()
     assert len(enc["code"]) == 512
-    np.testing.assert_allclose(enc["code"], big.encode(big.data().by_ids([image_id])).reshape(-1), rtol=1e-5,
+    np.testing.assert_allclose(enc["code"], big.encode(served(big).by_ids([image_id])).reshape(-1), rtol=1e-5,
                                atol=1e-6)
     r = client.post("/api/decode", json={"run": "big", "code": enc["code"][:64]})
     assert r.status_code == 422 and "shape (8, 8, 8)" in r.json()["detail"]
@@ -317,9 +322,9 @@ def test_interpolate_runs_from_one_reconstruction_to_the_other(client, app):
     body = client.post("/api/interpolate", json={"run": "ae", "image_a": a, "image_b": b, "steps": 5}).json()
     assert body["t"] == [0, 0.25, 0.5, 0.75, 1] and body["mode"] == "linear"
     frames = np.stack([png(i) for i in body["images"]]).astype(int)
-    ends = ae.reconstruct(ae.data().by_ids([a, b])).astype(int)
+    ends = ae.reconstruct(served(ae).by_ids([a, b])).astype(int)
     assert np.abs(frames[0] - ends[0]).max() <= 1 and np.abs(frames[-1] - ends[1]).max() <= 1
-    za, zb = ae.encode(ae.data().by_ids([a, b]))
+    za, zb = ae.encode(served(ae).by_ids([a, b]))
     middle = ae.decode((0.5 * za + 0.5 * zb)[None])[0].astype(int)
     assert np.abs(frames[2] - middle).max() <= 1
     slerp = client.post("/api/interpolate", json={"run": "ae", "image_a": a, "image_b": b, "mode": "slerp"})
@@ -359,7 +364,7 @@ def test_copy_as_command_reproduces_the_edited_code(client, app, run_dirs):
 def test_upload_of_a_data_image_encodes_like_its_id(client, app):
     run = runs_of(app)["ae"]
     image_id = first_ids(client)[0]
-    raw = png_file(run.data().by_ids([image_id]).batch()[0])
+    raw = png_file(served(run).by_ids([image_id]).batch()[0])
     by_upload = client.post("/api/encode", files={"image": ("face.png", raw, "image/png")}, data={"run": "ae"}).json()
     by_id = client.post("/api/encode", json={"run": "ae", "image_id": image_id}).json()
     assert by_upload["image_id"] is None
@@ -379,7 +384,7 @@ def test_upload_of_any_size_and_mode_is_resized_and_converted(client, size, mode
 def test_upload_is_centre_cropped_then_resized(client, app):
     """A wide image with the data image in its middle third comes back as that image."""
     run = runs_of(app)["ae"]
-    face = run.data().by_ids([first_ids(client)[0]]).batch()[0]
+    face = served(run).by_ids([first_ids(client)[0]]).batch()[0]
     wide = np.concatenate([np.zeros_like(face), face, np.zeros_like(face)], axis=1)
     body = client.post("/api/encode", files={"image": ("w.png", png_file(wide), "image/png")}).json()
     np.testing.assert_array_equal(png(body["original"]), face)

@@ -157,8 +157,10 @@ class Latest:
 class LoadedRun:
     """A run, its images and caches; every model call goes through ``lock``."""
 
-    def __init__(self, key: str, run: Run, data: ImageSet, label: str, top: int = 16, cache: int = 512):
+    def __init__(self, key: str, run: Run, data: ImageSet, label: str, top: int = 16, data_label: str = "",
+                 cache: int = 512):
         self.key, self.run, self.data, self.label = key, run, data, label
+        self.data_label = data_label or data.name
         self.lock = threading.Lock()
         self.latest = Latest()
         self._cache: OrderedDict[int, Encoded] = OrderedDict()
@@ -180,7 +182,7 @@ class LoadedRun:
         return {"name": self.key, "path": self.label, "config_name": run.name, "family": run.model.family,
                 "variational": run.variational, "latent_shape": list(run.latent_shape),
                 "latent_size": run.latent_size, "image_shape": [h, w, c], "n_images": len(self.data),
-                "data": self.data.name, "psnr": run.summary.get("psnr"),
+                "data": self.data_label, "psnr": run.summary.get("psnr"),
                 "low": low.tolist(), "high": high.tolist(), "sliders": sliders, "slider_order": order,
                 "ranking_error": self.ranking_error}
 
@@ -334,7 +336,8 @@ class ServeState:
 
 
 def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: int = 16) -> ServeState:
-    """Load each run once (and its images: ``data``, or the run's validation split)."""
+    """Load each run once, with its images: ``data``, or else the run's validation split (held-out
+    images; ids stay rows of the source, as ``aelab edit --id`` reads them)."""
     loaded: list[LoadedRun] = []
     keys: set[str] = set()
     for item in run_paths:
@@ -345,5 +348,12 @@ def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: 
         while key in keys:
             key, i = f"{base}-{i}", i + 1
         keys.add(key)
-        loaded.append(LoadedRun(key, run, run.data(data), label, top))
+        if data is not None:
+            images = run.data(data)
+            shown = images.name
+        else:
+            held_out = run.splits.val is not None
+            images = run.splits.val if held_out else run.splits.train
+            shown = f"{images.name} ({'validation' if held_out else 'training'} split)"
+        loaded.append(LoadedRun(key, run, images, label, top, shown))
     return ServeState(loaded)

@@ -289,10 +289,20 @@ def _data_key(data: ImageSet) -> tuple[Any, ...]:
     return (data.name, len(data), int(ids[0]) if len(ids) else -1, int(ids[-1]) if len(ids) else -1)
 
 
+def _stats_data(run: Run, data: str | ImageSet | None) -> ImageSet:
+    """``data`` as an ImageSet; by default the run's held-out validation split (the training split
+    when there is none): small, and what the model has not fitted."""
+    if isinstance(data, ImageSet):
+        return data
+    if data is not None:
+        return run.data(data)
+    return run.splits.val if run.splits.val is not None else run.splits.train
+
+
 def code_stats(run: Run, data: str | ImageSet | None = None) -> dict[str, np.ndarray]:
     """Mean, std, min and max of every code element (flat) over ``data`` (default: the run's
     validation split); cached on the Run."""
-    images = run.data(data) if data is None or isinstance(data, str) else data
+    images = _stats_data(run, data)
     cache = _stats_cache(run)
     key = ("stats", _data_key(images))
     if key not in cache:
@@ -466,7 +476,7 @@ def factor_table(run: Run, data: str | ImageSet | None = None) -> list[dict[str,
     """Per code element, the generating factor it correlates with most (Pearson r over ``data``).
 
     Needs data that carries its factors (``builtin:faces``); default: the run's validation split."""
-    images = run.data(data) if data is None or isinstance(data, str) else data
+    images = _stats_data(run, data)
     factors = images.get_factors()
     if not factors:
         raise DataError(f"{images.name or 'data'}: carries no generating factors; factor correlations need "
@@ -680,7 +690,7 @@ def draw_traversal(result: dict[str, Any], path: str | Path, title: str,
         if factors:
             f = factors[i]
             label += f"\n{f['factor']} (r={f['r']:+.2f})"
-        label += f"\nΔ {result['effect'][i]:.3f}"
+        label += f"\nΔ {result['effect'][i]:.3g}"
         labels.append(label)
     ax.set_yticks(centres_y, labels, fontsize=7)
     ax.tick_params(length=0)
@@ -725,3 +735,39 @@ def draw_interpolation(res: dict[str, Any], path: str | Path, title: str) -> Pat
     ax.set_xticks(np.arange(len(names)) * (w + gap) + w / 2, names, fontsize=7)
     ax.set_title(f"{title}: original A, decoded codes (ends: the two reconstructions), original B", fontsize=9)
     return save(fig, path, dpi=100)
+
+
+# -- the demo's section ---------------------------------------------------------------------------
+
+def demo_section(demo: Any) -> list[str]:
+    """``aelab demo``: per model an edit figure (the assignment's two edits and two measured ones on
+    one face), a traversal grid with the factor each element tracks, and an interpolation."""
+    from aelab.io import write_json
+
+    lines: list[str] = []
+    numbers: dict[str, Any] = {}
+    for key, run in demo.runs.items():
+        pool = run.splits.full
+        face = pool.by_ids([0])
+        stats = code_stats(run)
+        top = top_elements(run, run.encode(face)[0], 2)
+        edits = ["0*=2", "2+=5", f"{top[0]}+={2 * stats['std'][top[0]]:.2g}",
+                 f"{top[1]}-={2 * stats['std'][top[1]]:.2g}"]
+        e = edit_figure(run, face, edits, run.figures / "latent_edits.png",
+                        title=f"{run.name}: latent edits of face id 0 ({run.latent_size}-element code)")
+        kind = "prior" if run.variational else "data"
+        t = traverse_figure(run, face, run.figures / "latent_traversal.png", top=6 if demo.quick else 8,
+                            range=kind, factors=bool(pool.factors),
+                            title=f"{run.name}: latent traversal of face id 0 ({kind} range)")
+        i = interpolate_figure(run, face, pool.by_ids([17]), run.figures / "latent_interpolation.png", steps=8)
+        numbers[key] = {"edits": [{k: x[k] for k in ("edit", "mean_abs_change", "psnr")} for x in e["edits"]],
+                        "traversal": t["elements"], "factors": t.get("factors", []),
+                        "figures": [e["figure"], t["figure"], i["figure"]]}
+        write_json(run.path / "latent.json", {"edit": e, "traversal": t, "interpolation": i})
+        changes = ", ".join(f"{x['edit']} {x['mean_abs_change']:.3f}" for x in e["edits"])
+        lines.append(f"latent edits ({key}): {e['figure']}  (mean |change| per edit: {changes})")
+        tracked = "; ".join(f"z[{f['element']}] ~ {f['factor']} (r={f['r']:+.2f})" for f in t.get("factors", [])[:3])
+        lines.append(f"latent traversal ({key}): {t['figure']}" + (f"  ({tracked})" if tracked else ""))
+        lines.append(f"latent interpolation ({key}): {i['figure']}")
+    demo.result["latent"] = numbers
+    return lines

@@ -234,7 +234,7 @@ def test_image_file_is_resized_to_the_run(fcn, tmp_path):
 # -- ranges, effects, ranking ----------------------------------------------------------------
 
 def test_data_ranges_against_the_codes(fcn, vae, monkeypatch):
-    codes = fcn.encode(fcn.data()).astype(np.float64)
+    codes = fcn.encode(fcn.splits.val).astype(np.float64)
     lo, hi = data_ranges(fcn, kind="data")
     np.testing.assert_allclose(lo, codes.mean(0) - 2 * codes.std(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(hi, codes.mean(0) + 2 * codes.std(0), rtol=1e-4, atol=1e-5)
@@ -285,7 +285,7 @@ def test_traverse_grid_is_the_decoded_sweep(fcn):
 
 
 def test_factor_table_against_numpy(fcn):
-    data = fcn.data()
+    data = fcn.splits.val
     table = factor_table(fcn, data)
     codes = fcn.encode(data)
     factors = {k: v for k, v in data.get_factors().items() if k != "anomaly_kind"}

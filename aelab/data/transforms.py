@@ -246,6 +246,8 @@ class Preprocess:
 
     def __call__(self, batch: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         """uint8 N×H×W×C -> float32 N×C×H×W in the model range (on ``device``)."""
+        if isinstance(batch, np.ndarray) and not batch.flags.writeable:
+            batch = np.array(batch)  # a read-only memory map: torch wants writable memory (a small copy per batch)
         x = torch.as_tensor(batch)
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise DataError(f"expected a uint8 batch N×H×W×C, got {x.dtype} {tuple(x.shape)}")

@@ -364,7 +364,7 @@ def sweep_section(path: Path, report: Report) -> tuple[str, list[Path]]:
                      for v in sweep.variants if (path / v.name / "summary.json").exists())
     body = (f"<p>{len(rows)} runs in <code>{esc(path)}</code>, varying {esc(varied)}. Validation metrics are "
             f"computed on images in [0, 1]; the final train loss is the mean over the last epoch.</p>{note}"
-            + table_html(rows, headers=sw.MD_HEADERS, formats=sw.format_cell)
+            + table_html(rows, headers=sw.MD_HEADERS, formats=sw.format_cell, cls="compact")
             + figure(losses if losses.is_file() else None, "training loss of every run (moving average over the "
                                                            "faint per-iteration values; a dot where each run stopped)")
             + figure(path / sw.LATENT if (path / sw.LATENT).is_file() else None,
@@ -390,11 +390,11 @@ def discussion(runs: list[Any]) -> str:
     if not vanilla:
         return ""
     base = max(vanilla, key=lambda r: r.summary["psnr"])
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {}  # card id -> its best run by PSNR
     for r in runs:
         for c in cards_for(r):
-            if c.id != "fcn":
-                seen.setdefault(c.id, r)
+            if c.id != "fcn" and (c.id not in seen or r.summary["psnr"] > seen[c.id].summary["psnr"]):
+                seen[c.id] = r
     if not seen:
         return ""
     cards = load_cards()

@@ -27,16 +27,19 @@ from typing import Any
 from aelab.errors import AelabError, RunError
 from aelab.io import atomic_write
 
-# Names other commands save their figures under, first = the name the report draws to.
+# Figure files a run may already have (what `aelab demo` and the analysis commands write), in order of
+# preference; a missing one is drawn to DRAW_AS.
 FIGURES = {
     "architecture": ("architecture.png",),
     "loss": ("loss.png",),
     "reconstructions": ("reconstructions.png", "reconstruction.png"),
-    "edits": ("edits.png", "edit.png", "latent_edits.png"),
-    "traversal": ("traversal.png", "traverse.png"),
+    "edits": ("latent_edits.png", "edits.png", "edit.png"),
+    "traversal": ("latent_traversal.png", "traversal.png", "traverse.png"),
+    "interpolation": ("latent_interpolation.png", "interpolation.png"),
     "samples": ("samples.png", "sample.png"),
     "noise": ("noise_compare.png", "compare_noise.png", "noise.png"),
 }
+DRAW_AS = {"edits": "edits.png", "traversal": "traversal.png", "noise": "noise_compare.png"}
 BIG_PNG, JPEG_QUALITY = 300_000, 90
 LARGE_CODE = 256  # above this many elements, pick edited/traversed elements by spread instead of measured effect
 
@@ -147,7 +150,7 @@ def _draw(run: Any, key: str, make: Callable[[Path], Any], report: Report, gener
     found = _existing(run, key)
     if found or not generate:
         return found
-    path = run.figures / FIGURES[key][0]
+    path = run.figures / DRAW_AS.get(key, FIGURES[key][0])
     try:
         make(path)
     except (AelabError, ImportError, AttributeError, TypeError, ValueError, RuntimeError) as exc:
@@ -270,10 +273,11 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
         edits = _draw(run, "edits", lambda p: latent.edit_figure(run, _one_image(run), _edits(run), p),
                       report, generate)
         trav = _draw(run, "traversal", lambda p: _traversal(run, p), report, generate)
+        between = _existing(run, "interpolation")
         part("latent", "Latent edits and traversal",
-             figure(edits, "code elements set to the ends of their range on the validation data (mean ± 2 std), "
-                           "alone and together; right: where the image changed") +
-             figure(trav, "each row sweeps one code element across its range, the others held at the image's code"))
+             figure(edits, "edits of one image's code, decoded; right: where the image changed") +
+             figure(trav, "each row sweeps one code element across its range, the others held at the image's code") +
+             figure(between, "decoded codes on the straight line between two images' codes"))
 
     gen = _module("aelab.generate")
     if run.variational and gen is not None:
@@ -505,3 +509,12 @@ def build_report(targets: list[str | Path] | str | Path, out: str | Path, *, tit
         target = out.with_suffix(".pdf") if pdf is True else Path(pdf)
         result["pdf"] = str(render_pdf(out, target))
     return result
+
+
+def demo_section(demo: Any) -> list[str]:
+    """``aelab demo``'s last step: the report over its runs, the demo's main output."""
+    runs = list(demo.runs.values())
+    title = "aelab demo: " + " vs ".join(f"{r.name} ({r.model.family})" for r in runs) + " on builtin:faces"
+    result = build_report([r.path for r in runs], demo.out / "report.html", title=title)
+    demo.result["report"] = {k: result[k] for k in ("report", "bytes", "images", "sections", "warnings")}
+    return [f"report: {result['report']}"]

@@ -109,6 +109,8 @@ def parse_edit(text: str, size: int) -> Edit:
             raise AelabError(f"edit '{raw}': cannot read '{part}'; write INDEX OP NUMBER with OP one of "
                              f"{' '.join(OPS)}, INDEX a number, a range a:b or 'all' (code of {size} elements)")
         value = float(m["value"])
+        if not math.isfinite(value):
+            raise AelabError(f"edit '{raw}': {m['value']} is too large for a float32 code (code of {size} elements)")
         if m["op"] == "/=" and value == 0:
             raise AelabError(f"edit '{raw}': division by zero in '{part}'")
         ops.append(Op(part, m["op"], value, _targets(m["target"], size, raw)))
@@ -285,8 +287,9 @@ def _stats_cache(run: Run) -> dict[Any, Any]:
 
 
 def _data_key(data: ImageSet) -> tuple[Any, ...]:
-    ids = data.ids
-    return (data.name, len(data), int(ids[0]) if len(ids) else -1, int(ids[-1]) if len(ids) else -1)
+    import hashlib
+
+    return (data.name, len(data), hashlib.blake2b(np.ascontiguousarray(data.ids).tobytes(), digest_size=8).digest())
 
 
 def _stats_data(run: Run, data: str | ImageSet | None) -> ImageSet:

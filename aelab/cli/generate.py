@@ -1,0 +1,110 @@
+"""Generation commands: sample, augment, compare-noise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from aelab.cli.common import JSON, app, console, print_json, table
+
+SEED = typer.Option(0, "--seed", help="Seed of the noise stream (same seed, same output).")
+IDS = typer.Option(..., "--ids", help="Image ids (rows of the data source), e.g. 1-5,226-230.")
+VARIANTS = typer.Option(5, "--variants", help="Noisy variants per image.")
+SIGMA = typer.Option(0.5, "--sigma", help="Standard deviation of the noise added to each code element.")
+MODE = typer.Option("fixed", "--mode", help="fixed: code + sigma·noise; posterior (VAE): a draw from its posterior.")
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="Run folder."),
+    n: int = typer.Option(64, "-n", help="Number of samples."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Scale of the spread around the mean."),
+    seed: int = SEED,
+    fit: str = typer.Option("auto", "--fit", help="auto (VAE: prior, else gaussian), prior, gaussian or gmm."),
+    components: int = typer.Option(5, "--components", help="Mixture components for --fit gmm."),
+    out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
+    save: Path = typer.Option(None, "--save", help="Also write the samples to this .npz (images, codes)."),
+    as_json: bool = JSON,
+) -> None:
+    """Decode codes drawn from a VAE's prior, or from a Gaussian fitted to an autoencoder's codes."""
+    from aelab.generate import sample_figure
+    from aelab.run import load_run
+
+    result = sample_figure(load_run(run), n, out, seed, temperature, fit, components, save=save)  # type: ignore[arg-type]
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"wrote {out}: {n} samples from {result['drawn_from']}" + (f"; and {save}" if save else ""),
+                      markup=False)
+
+
+@app.command()
+def augment(
+    run: Path = typer.Argument(..., help="Run folder."),
+    ids: str = IDS,
+    variants: int = VARIANTS,
+    sigma: float = SIGMA,
+    seed: int = SEED,
+    mode: str = MODE,
+    data: str = typer.Option(None, "--data", help="Data source the ids refer to (default: the run's own source)."),
+    out: Path = typer.Option(..., "--out", help="aug.npz to write (with --format npy: <stem>_data.npy, ...)."),
+    fmt: str = typer.Option("npz", "--format", help="npz (one file, loads as npz:FILE) or npy (data/label files)."),
+    figure: Path = typer.Option(None, "--figure", help="Also draw each original beside its variants (.png)."),
+    as_json: bool = JSON,
+) -> None:
+    """Noisy-code variants of chosen images, saved as data (and labels) for augmentation."""
+    from aelab.errors import AelabError
+    from aelab.generate import augment as run_augment
+    from aelab.generate import augment_figure, select
+    from aelab.run import load_run
+
+    if fmt not in ("npz", "npy"):
+        raise AelabError(f"--format '{fmt}' is not npz or npy")
+    r = load_run(run)
+    aug = run_augment(r, select(r, ids, data), variants, sigma, seed, mode)  # type: ignore[arg-type]
+    written = aug.save(out, fmt)  # type: ignore[arg-type]
+    if figure:
+        augment_figure(aug, figure, title=r.name)
+    result = {"run": str(run), "files": [str(p) for p in written], "images": list(aug.images.shape),
+              "labels": aug.labels is not None, "source_ids": sorted(set(aug.source_ids.tolist())),
+              "variants": variants, "sigma": aug.sigma, "mode": aug.mode, "seed": seed,
+              "figure": str(figure) if figure else None}
+    if as_json:
+        print_json(result)
+    else:
+        shape = "×".join(map(str, aug.images.shape))
+        console.print(f"wrote {', '.join(result['files'])}: {shape} uint8 images "
+                      f"({len(result['source_ids'])} sources × {variants} variants)"
+                      + ("" if aug.labels is not None else "; the source has no labels")
+                      + (f"; figure {figure}" if figure else ""), markup=False)
+
+
+@app.command("compare-noise")
+def compare_noise(
+    run_a: Path = typer.Argument(..., help="Run folder A."),
+    run_b: Path = typer.Argument(..., help="Run folder B."),
+    ids: str = IDS,
+    variants: int = VARIANTS,
+    sigma: float = SIGMA,
+    seed: int = SEED,
+    mode: str = MODE,
+    data: str = typer.Option(None, "--data", help="Data source the ids refer to (default: run A's own source)."),
+    out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
+    as_json: bool = JSON,
+) -> None:
+    """The same noise through two models: original, A's variants, B's variants, per image."""
+    from aelab.generate import compare_noise_figure
+    from aelab.run import load_run
+
+    result = compare_noise_figure(load_run(run_a), load_run(run_b), ids, sigma, seed, out, variants, data,
+                                  mode)  # type: ignore[arg-type]
+    if as_json:
+        print_json(result)
+        return
+    rows = [{"model": f"{k.upper()}: {result[k]['name']} ({result[k]['family']})", "code": result[k]["code_size"],
+             "MSE": result[k]["mse"], "PSNR": result[k]["psnr"], "SSIM": result[k]["ssim"],
+             "diversity": result[k]["diversity"], "code RMS": result[k]["code_rms"]} for k in ("a", "b")]
+    table(rows, title=f"same noise (seed {seed}, {result['mode']}, sigma {sigma:g}): {variants} variants of "
+                      f"{len(result['ids'])} images vs the original")
+    console.print(f"wrote {out}; noise: {result['noise']}", markup=False)

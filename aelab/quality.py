@@ -210,3 +210,15 @@ def generation_quality(run: Run, n: int = 1000, seed: int = 0, write: bool = Tru
     if write:
         write_json(run.path / QUALITY_JSON, result)
     return result
+
+
+def quality_rows(q: dict[str, Any]) -> list[dict[str, Any]]:
+    """``generation_quality``'s numbers as table rows: generated, reconstructed and real images."""
+    return [
+        {"images": f"generated ({q['generated_from']})", "FD to held-out": q["fd_generated"],
+         "sharpness": q["sharpness_generated"], "sharpness / real": q["sharpness_ratio_generated"]},
+        {"images": "reconstructed held-out", "FD to held-out": q["fd_reconstructed"],
+         "sharpness": q["sharpness_reconstructed"], "sharpness / real": q["sharpness_ratio_reconstructed"]},
+        {"images": "real (training images)", "FD to held-out": q["fd_train_vs_held_out"],
+         "sharpness": q["sharpness_real"], "sharpness / real": 1.0},
+    ]

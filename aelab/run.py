@@ -244,6 +244,21 @@ class Run:
 
         return score(self, images, kind, **kwargs)
 
+    # -- generation (aelab.generate) -----------------------------------------------
+    def sample(self, n: int = 64, seed: int = 0, temperature: float = 1.0, fit: str = "auto",
+               components: int = 5) -> np.ndarray:
+        """uint8 images decoded from the VAE prior, or from a Gaussian fitted to the training codes."""
+        from aelab.generate import sample
+
+        return sample(self, n, seed, temperature, fit, components).images  # type: ignore[arg-type]
+
+    def augment(self, images: Images | str | list[int], variants: int = 5, sigma: float = 0.5, seed: int = 0,
+                mode: str = "fixed") -> Any:
+        """Noisy-code variants of ``images`` (or ids) as an ``aelab.generate.Augmented``; ``.save("aug.npz")``."""
+        from aelab.generate import augment
+
+        return augment(self, images, variants, sigma, seed, mode)  # type: ignore[arg-type]
+
 
 def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.Tensor]) -> dict[str, float]:
     """Mean per-image MSE/PSNR/SSIM of ``model``'s reconstructions of ``batches``."""

@@ -69,19 +69,32 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run folder."),
     data: str = DATA,
     labels: str = typer.Option(None, "--labels", help="A .npy of labels for --data."),
+    quality: bool = typer.Option(None, "--quality/--no-quality", help="Also score generated samples: Fréchet "
+                                 "distance and sharpness vs held-out images (default: on for VAE runs)."),
+    quality_n: int = typer.Option(1000, "--quality-n", help="Samples and held-out images for --quality."),
     as_json: bool = JSON,
 ) -> None:
-    """MSE, PSNR and SSIM of reconstructions (images in [0, 1])."""
+    """MSE, PSNR and SSIM of reconstructions (images in [0, 1]); for generative runs, sample quality."""
     from aelab.run import load_run
 
     r = load_run(run)
     images = r.data(data, labels) if data else r.val_data()
     result = {"run": str(run), "data": images.name if data else f"{r.summary.get('evaluated_on', 'val')} split",
               **r.evaluate(images)}
+    if quality if quality is not None else r.variational:
+        from aelab.quality import generation_quality
+
+        result["quality"] = generation_quality(r, n=quality_n, progress=not as_json)
     if as_json:
         print_json(result)
     else:
+        q = result.pop("quality", None)
         table([result])
+        if q:
+            from aelab.quality import quality_rows
+
+            table(quality_rows(q), title=f"sample quality: {q['n']} images each, Fréchet distance in aelab's "
+                                         f"feature net (see {run}/quality.json)")
 
 
 @app.command()

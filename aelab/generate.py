@@ -191,7 +191,8 @@ def sample_figure(run: Run, n: int, path: str | Path, seed: int = 0, temperature
     from aelab.plots import image_grid
 
     s = sample(run, n, seed, temperature, fit, components)
-    cols = min(n, max(4, int(np.ceil(np.sqrt(n)))))
+    root = int(np.ceil(np.sqrt(n)))
+    cols = next((c for c in range(root, 2 * root + 1) if n % c == 0), root) if n > 3 else n
     rows = [list(s.images[i:i + cols]) for i in range(0, n, cols)]
     temp = f", temperature {temperature:g}" if temperature != 1 else ""
     text = f"{run.name}: {n} samples from {s.prior.describe()} (seed {seed}{temp})"
@@ -430,3 +431,45 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
             zf.writestr(info, _npy_bytes(np.asarray(arr)))
     atomic_write(path, buf.getvalue())
     return Path(path)
+
+
+# -- the demo ---------------------------------------------------------------------
+
+DEMO_IDS = "1-5,226-230,841-845,1471-1475"
+"""The ids the course reports augmented (five variants each)."""
+
+
+def demo_section(demo: Any) -> list[str]:
+    """``aelab demo``: a sample grid per model, the AE-vs-VAE same-noise figure, the VAE's
+    augmentation of the reports' ids as ``aug.npz``, and (full demo only) sample quality."""
+    from aelab.quality import generation_quality, sharpness
+
+    ae, vae = demo.runs["ae"], demo.runs["vae"]
+    n = 32 if demo.quick else 64
+    lines: list[str] = []
+    numbers: dict[str, Any] = {"samples": {}}
+    for key, run in (("vae", vae), ("ae", ae)):
+        s = sample_figure(run, n, run.figures / "samples.png", seed=0)
+        real = run.preprocess.inverse(run.to_model(run.val_data()))
+        s["sharpness_real"] = float(sharpness(real).mean())
+        numbers["samples"][key] = s
+        lines.append(f"samples ({key}): {s['figure']}  ({s['drawn_from']}; sharpness {s['sharpness']:.4f} "
+                     f"vs {s['sharpness_real']:.4f} real)")
+    ids = DEMO_IDS if len(vae.splits.full) > 1475 else "0-9"
+    c = compare_noise_figure(ae, vae, ids, 0.5, 0, vae.figures / "same_noise.png")
+    numbers["same_noise"] = c
+    lines.append(f"same noise, AE vs VAE: {c['figure']}  (PSNR of variants {c['a']['psnr']:.2f} vs "
+                 f"{c['b']['psnr']:.2f} dB, diversity {c['a']['diversity']:.4f} vs {c['b']['diversity']:.4f})")
+    aug = augment(vae, ids, 5, 0.5, 0)
+    path = aug.save(demo.out / "aug.npz")[0]
+    numbers["augment"] = {"file": str(path), "images": list(aug.images.shape), "ids": ids, "sigma": 0.5, "seed": 0}
+    lines.append(f"augmented data: {path}  ({aug.images.shape[0]} images, load with npz:{path})")
+    if not demo.quick:
+        numbers["quality"] = {}
+        for key, run in (("vae", vae), ("ae", ae)):
+            q = generation_quality(run, n=1000)
+            numbers["quality"][key] = {k: v for k, v in q.items() if k != "feature_net"}
+            lines.append(f"sample quality ({key}): Fréchet distance {q['fd_generated']:.2f} (real vs real "
+                         f"{q['fd_train_vs_held_out']:.2f}), sharpness {q['sharpness_ratio_generated']:.2f}× real")
+    demo.result["generation"] = numbers
+    return lines

@@ -458,6 +458,18 @@ def test_create_app_rejects_bad_arguments(run_dirs, tmp_path):
         create_app([run_dirs["ae"]], max_upload_mb=0)
 
 
+def test_range_option_sets_the_slider_ranges(run_dirs):
+    fixed = TestClient(create_app([run_dirs["ae"]], range_kind="-3:3")).get("/api/runs").json()["runs"][0]
+    assert fixed["range"] == "-3:3" and set(fixed["low"]) == {-3.0} and set(fixed["high"]) == {3.0}
+    prior = TestClient(create_app([run_dirs["vae"]], range_kind="prior")).get("/api/runs").json()["runs"][0]
+    np.testing.assert_allclose(prior["high"], 1.959964, rtol=1e-5)
+    np.testing.assert_allclose(prior["low"], -1.959964, rtol=1e-5)
+    with pytest.raises(AelabError, match="prior"):
+        create_app([run_dirs["ae"]], range_kind="prior")
+    with pytest.raises(AelabError, match="range"):
+        create_app([run_dirs["ae"]], range_kind="wide")
+
+
 def test_same_folder_name_twice_gets_distinct_names(run_dirs):
     body = TestClient(create_app([run_dirs["ae"], run_dirs["ae"]])).get("/api/runs").json()
     assert [r["name"] for r in body["runs"]] == ["ae", "ae-2"]
@@ -479,6 +491,13 @@ def test_cli_missing_run_is_a_one_line_error(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("aelab: error: run folder not found") and "Traceback" not in proc.stderr
+
+
+def test_cli_bad_range_is_a_one_line_error(run_dirs):
+    proc = subprocess.run([str(VENV_AELAB), "serve", str(run_dirs["ae"]), "--range", "prior"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("aelab: error: range 'prior' needs a VAE") and "Traceback" not in proc.stderr
 
 
 def _serve(args: list[str], port: int) -> subprocess.Popen:

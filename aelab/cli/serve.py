@@ -28,6 +28,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback prints a warning."),
     port: int = typer.Option(8765, "--port", help="Port to listen on."),
     top: int = typer.Option(16, "--top", help="Sliders for codes of over 64 elements (largest effect first)."),
+    range_kind: str = typer.Option("data", "--range", help="Slider ranges: data (mean ± 2σ), prior (VAE), minmax, "
+                                   "or LOW:HIGH."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Largest image upload accepted."),
 ) -> None:
     """Open the latent explorer: pick an image, drag its code's sliders, watch the decode."""
@@ -39,7 +41,7 @@ def serve(
     if not 0 < port < 65536:
         raise AelabError(f"--port {port} is not a TCP port (1..65535)")
     local = is_loopback(host)
-    app_ = create_app(runs, data=data, max_upload_mb=max_upload_mb, top=top,
+    app_ = create_app(runs, data=data, max_upload_mb=max_upload_mb, top=top, range_kind=range_kind,
                       allowed_hosts=LOOPBACK_NAMES if local else None)
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     typer.echo(f"aelab explorer: http://{shown}:{port}/", nl=True)

@@ -50,8 +50,9 @@ class RunInfo(BaseModel):
     n_images: int
     data: str
     psnr: float | None
-    low: list[float] = Field(description="Slider range per flat element: the data's mean - 2 std")
+    low: list[float] = Field(description="Slider range per flat element: by default the data's mean - 2 std")
     high: list[float] = Field(description="... and mean + 2 std")
+    range: str = Field(description="How low/high were made: data, prior, minmax or LOW:HIGH")
     sliders: list[int] = Field(description="Elements shown as sliders, in order")
     slider_order: Literal["all", "effect", "spread"]
     ranking_error: str | None = None
@@ -208,18 +209,19 @@ def _value(v: float) -> str:
 # -- the app ---------------------------------------------------------------------------
 
 def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_upload_mb: float = 10, *,
-               top: int = 16, allowed_hosts: list[str] | None = None) -> FastAPI:
+               top: int = 16, range_kind: str = "data", allowed_hosts: list[str] | None = None) -> FastAPI:
     """The explorer app for ``run_paths`` (folders or loaded Runs), each loaded once.
 
     ``data``: a data source for every run (default: each run's validation split).
-    ``top``: sliders shown for codes of more than 64 elements. ``allowed_hosts``:
+    ``top``: sliders shown for codes of more than 64 elements. ``range_kind``: slider ranges,
+    as ``aelab.latent.data_ranges`` takes them (data: mean ± 2σ, prior, minmax, LOW:HIGH). ``allowed_hosts``:
     Host headers to accept (the CLI passes the loopback names when bound to loopback,
     which stops DNS-rebinding pages from reading the server)."""
     if max_upload_mb <= 0:
         raise AelabError(f"--max-upload-mb must be positive, got {max_upload_mb}")
     if top < 1:
         raise AelabError(f"--top must be at least 1, got {top}")
-    state = load_state(list(run_paths), data, top)
+    state = load_state(list(run_paths), data, top, range_kind)
     upload_limit = int(max_upload_mb * 2**20)
     app = FastAPI(title="aelab latent explorer", version="1", docs_url="/docs", redoc_url=None,
                   description="Pick an image, move its code's elements, watch the decode.")

@@ -158,8 +158,9 @@ class LoadedRun:
     """A run, its images and caches; every model call goes through ``lock``."""
 
     def __init__(self, key: str, run: Run, data: ImageSet, label: str, top: int = 16, data_label: str = "",
-                 cache: int = 512):
+                 range_kind: str = "data", cache: int = 512):
         self.key, self.run, self.data, self.label = key, run, data, label
+        self.range_kind = range_kind
         self.data_label = data_label or data.name
         self.lock = threading.Lock()
         self.latest = Latest()
@@ -183,17 +184,18 @@ class LoadedRun:
                 "variational": run.variational, "latent_shape": list(run.latent_shape),
                 "latent_size": run.latent_size, "image_shape": [h, w, c], "n_images": len(self.data),
                 "data": self.data_label, "psnr": run.summary.get("psnr"),
-                "low": low.tolist(), "high": high.tolist(), "sliders": sliders, "slider_order": order,
-                "ranking_error": self.ranking_error}
+                "low": low.tolist(), "high": high.tolist(), "range": self.range_kind, "sliders": sliders,
+                "slider_order": order, "ranking_error": self.ranking_error}
 
     def ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-element slider range: the data's ±2σ (computed once; see ``usable_ranges``)."""
+        """Per-element slider range (computed once): by default the data's mean ± 2σ; ``range_kind``
+        as ``latent.data_ranges`` takes it (data, prior, minmax, LOW:HIGH); see ``usable_ranges``."""
         if self._ranges is None:
             from aelab.latent import data_ranges
 
             with self.lock:
                 if self._ranges is None:
-                    low, high = data_ranges(self.run, self.data)
+                    low, high = data_ranges(self.run, self.data, self.range_kind)
                     self._ranges = usable_ranges(np.asarray(low, np.float32).ravel(),
                                                  np.asarray(high, np.float32).ravel())
         return self._ranges
@@ -335,7 +337,8 @@ class ServeState:
         return self.runs[key]
 
 
-def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: int = 16) -> ServeState:
+def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: int = 16,
+               range_kind: str = "data") -> ServeState:
     """Load each run once, with its images: ``data``, or else the run's validation split (held-out
     images; ids stay rows of the source, as ``aelab edit --id`` reads them)."""
     loaded: list[LoadedRun] = []
@@ -355,5 +358,7 @@ def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: 
             held_out = run.splits.val is not None
             images = run.splits.val if held_out else run.splits.train
             shown = f"{images.name} ({'validation' if held_out else 'training'} split)"
-        loaded.append(LoadedRun(key, run, images, label, top, shown))
+        one = LoadedRun(key, run, images, label, top, shown, range_kind)
+        one.ranges()  # a range kind the run cannot have (prior for a plain AE) fails here, at start
+        loaded.append(one)
     return ServeState(loaded)

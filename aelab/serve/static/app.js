@@ -49,6 +49,10 @@ function short(v) {
   return Math.abs(v) >= 1000 ? v.toExponential(1) : String(Number(v.toPrecision(3)));
 }
 
+function rangeText(kind) {
+  return {data: "data mean ± 2σ", prior: "the prior's central 95%", minmax: "data min … max"}[kind] || kind;
+}
+
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -190,7 +194,7 @@ function sliderIndices() {
 function renderSliders() {
   const r = S.run;
   const shown = sliderIndices();
-  const note = r.slider_order === "all" ? `${r.latent_size} elements · range: data mean ± 2σ`
+  const note = r.slider_order === "all" ? `${r.latent_size} elements · range: ${rangeText(r.range)}`
     : r.slider_order === "effect" ? `top ${r.sliders.length} of ${r.latent_size} by effect on the decode`
       : `top ${r.sliders.length} of ${r.latent_size} by spread in the data (measuring effect…)`;
   $("code-note").textContent = note;
@@ -218,7 +222,7 @@ function sliderRow(i, removable) {
     el("span", {class: "name mono", title: "double-click: back to the image's value"}, `z[${i}]`),
     el("div", {class: "track"}, input, mark),
     value,
-    el("span", {class: "range mono", title: "slider range: the data's mean ± 2σ"},
+    el("span", {class: "range mono", title: `slider range: ${rangeText(S.run.range)}`},
       `${short(S.run.low[i])} … ${short(S.run.high[i])}`),
     removable ? el("button", {class: "remove", title: "remove", onclick: () => removeExtra(i)}, "×") : el("span"));
   const place = () => {

@@ -74,7 +74,7 @@ def score(run: Run, images: Images = None, kind: str = "mse", *, batch_size: int
     """One float64 score per image, higher = more anomalous.
 
     ``images``: uint8 N×H×W×C array (or one image), an ImageSet, a source string,
-    or None for the run's validation split."""
+    or None for the run's own source (all of it, so ids are rows of that data)."""
     check_kind(kind, run)
     parts = components(run, images, components_for(kind), batch_size=batch_size, progress=progress)
     return combine(parts) if kind == "combined" else parts[kind]

@@ -34,6 +34,7 @@ from aelab.errors import AelabError, RunError
 from aelab.io import load_tensors
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
+from aelab.models.base import has_convolutions
 
 CONFIG, WEIGHTS, METRICS = "config.yaml", "model.safetensors", "metrics.jsonl"
 SUMMARY, FIGURES = "summary.json", "figures"
@@ -90,6 +91,8 @@ class Run:
         self.model: Autoencoder = create_model(self.config.model, tuple(self.summary["input_shape"]))
         load_weights(self.model, self.path / WEIGHTS)
         self.model.to(self.device).eval()
+        if has_convolutions(self.model):
+            self.model.to(memory_format=torch.channels_last)
 
     def __repr__(self) -> str:
         return f"Run('{self.path}', {self.model.family}, latent {self.latent_shape})"

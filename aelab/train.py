@@ -37,6 +37,7 @@ from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError
 from aelab.io import atomic_write, load_tensors, save_tensors, write_json
 from aelab.models import Autoencoder, create_model
+from aelab.models.base import has_convolutions
 from aelab.run import CONFIG, METRICS, SUMMARY, WEIGHTS, Run, evaluate_model, resolve_device
 
 CHECKPOINT, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
@@ -104,8 +105,7 @@ class Trainer:
         # bf16 autocast and pinned host batches on CUDA only; channels_last for conv models everywhere:
         # oneDNN's CPU convolutions are 2-2.5× faster in that layout (measured on the course conv model).
         self.amp_dtype = _precision(cfg, self.device)
-        self.channels_last = any(
-            isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d) for m in self.model.modules())
+        self.channels_last = has_convolutions(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.pin = self.device.type == "cuda"

@@ -35,6 +35,11 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) ->
     raise ValueError(f"unknown loss '{kind}'")
 
 
+def has_convolutions(model: nn.Module) -> bool:
+    """Conv models run faster in channels_last layout (oneDNN on CPU, cuDNN on GPU)."""
+    return any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+
+
 class Autoencoder(nn.Module):
     """Base class: ``input_shape`` is (C, H, W), ``latent_shape`` the code's shape per image."""
 

@@ -411,7 +411,7 @@ def compare_noise_figure(run_a: Run, run_b: Run, ids: str | list[int], sigma: fl
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
     return buf.getvalue()
 
 

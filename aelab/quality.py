@@ -71,10 +71,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     with warnings.catch_warnings():  # fewer images than features make the product singular: handled below
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(root).all():  # singular product: nudge both covariances (the usual FID fix)
-        eps = 1e-6 * np.eye(len(cov_a))
-        root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+        warnings.simplefilter("ignore", RuntimeWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():  # singular product: nudge both covariances (the usual FID fix)
+            eps = 1e-6 * np.eye(len(cov_a))
+            root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
     root = root.real
     return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root), 0.0))
 

@@ -405,3 +405,22 @@ def test_bad_input_is_one_line_and_status_2(fcn, tmp_path, args, match):
     assert match in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_demo_section_writes_figures_and_strict_json(fcn, vae, tmp_path):
+    from aelab.demo import Demo
+    from aelab.latent import demo_section
+
+    demo = Demo(tmp_path, quick=True, progress=False, runs={"ae": fcn, "vae": vae})
+    lines = demo_section(demo)
+    assert len(lines) == 6 and set(demo.result["latent"]) == {"ae", "vae"}
+    for run in (fcn, vae):
+        for name in ("latent_edits", "latent_traversal", "latent_interpolation"):
+            assert (run.figures / f"{name}.png").exists()
+
+        def no_constants(name):
+            raise AssertionError(f"{name} in latent.json")
+
+        saved = json.loads((run.path / "latent.json").read_text(), parse_constant=no_constants)
+        assert len(saved["edit"]["edits"]) == 4 and saved["traversal"]["factors"]
+    assert demo.result["latent"]["vae"]["traversal"][0]["low"] == pytest.approx(-1.959964, abs=1e-5)

@@ -21,8 +21,7 @@ def _image(run: Any, image_id: int, data: str | None, image: Path | None) -> tup
 
     if image is not None:
         return load_image_file(image, run), str(image)
-    pool = run.data(data) if data else run.splits.full
-    return pool.by_ids([image_id]), f"id {image_id}"
+    return run.data(data).by_ids([image_id]), f"id {image_id}"
 
 
 def _stats_data(run: Any, data: str | None) -> Any:
@@ -92,10 +91,13 @@ def traverse(
     if as_json:
         print_json(result)
         return
-    rows = [{"element": e["element"], "code value": e["code_value"], "low": e["low"], "high": e["high"],
-             "output change": e["output_change"]} for e in result["elements"]]
-    for row, f in zip(rows, result.get("factors", []), strict=False):
-        row.update({"factor": f["factor"], "r": f["r"]})
+    factor_of = {f["element"]: f for f in result.get("factors", [])}
+    rows = []
+    for e in result["elements"]:
+        row = {"element": e["element"], "Δ output": e["output_change"]}
+        if e["element"] in factor_of:
+            row.update({"factor": factor_of[e["element"]]["factor"], "r": factor_of[e["element"]]["r"]})
+        rows.append({**row, "code value": e["code_value"], "range": f"{e['low']:.3g} … {e['high']:.3g}"})
     table(rows, title=f"{r.name}: traversal of {name}" + (" (ranked by output change)"
                                                            if result["ranked_by_effect"] else ""))
     console.print(f"wrote {out}")
@@ -121,7 +123,7 @@ def interpolate(
     if len(pair) != 2:
         raise AelabError(f"--ids '{ids}': give exactly two different ids, e.g. 3,17")
     r = load_run(run)
-    pool = r.data(data) if data else r.splits.full
+    pool = r.data(data)
     a, b = pool.by_ids(pair[:1]), pool.by_ids(pair[1:])
     result = {"run": str(run), "ids": pair,
               **interpolate_figure(r, a, b, out, steps=steps, mode=mode,

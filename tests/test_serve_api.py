@@ -443,10 +443,20 @@ def test_page_and_static_files_are_served_and_nothing_else(client):
 
 
 def test_host_header_is_checked_when_asked(run_dirs):
-    local = TestClient(create_app([run_dirs["ae"]], allowed_hosts=["127.0.0.1", "localhost"]),
+    local = TestClient(create_app([run_dirs["ae"]], allowed_hosts=["127.0.0.1", "localhost", "[::1]"]),
                        base_url="http://127.0.0.1")
-    assert local.get("/api/runs").status_code == 200
-    assert local.get("/api/runs", headers={"host": "evil.example"}).status_code == 400
+    for host in ("127.0.0.1", "127.0.0.1:8765", "localhost:8765", "LOCALHOST", "[::1]:8765", "[::1]"):
+        assert local.get("/api/runs", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "[::2]:80", ""):
+        r = local.get("/api/runs", headers={"host": host})
+        assert r.status_code == 400 and "is not served here" in r.json()["detail"], host
+
+
+def test_host_name():
+    from aelab.serve.app import host_name
+
+    assert host_name("127.0.0.1:8765") == "127.0.0.1" and host_name("[::1]:80") == "::1"
+    assert host_name("Example.com") == "example.com" and host_name("::1") == "::1" and host_name("") == ""
 
 
 def test_create_app_rejects_bad_arguments(run_dirs, tmp_path):

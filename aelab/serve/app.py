@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aelab.errors import AelabError
 from aelab.run import Run
@@ -189,6 +188,14 @@ async def _read_body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port; IPv6 literals lose their brackets ('[::1]:80' -> '::1')."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 def _mb(nbytes: int) -> str:
     return f"{nbytes / 2**20:.3g} MB"
 
@@ -227,7 +234,14 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
                   description="Pick an image, move its code's elements, watch the decode.")
     app.state.serve = state
     if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+        allowed = {h.strip("[]").lower() for h in allowed_hosts}
+
+        @app.middleware("http")
+        async def _check_host(request: Request, call_next: Any) -> Any:
+            name = host_name(request.headers.get("host", ""))
+            if name not in allowed:
+                return _error(400, f"host '{name}' is not served here (this server answers {', '.join(allowed_hosts)})")
+            return await call_next(request)
 
     @app.exception_handler(ServeError)
     async def _serve_error(_: Request, exc: ServeError) -> JSONResponse:

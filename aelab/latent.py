@@ -266,9 +266,13 @@ def edit_figure(run: Run, image: np.ndarray | ImageSet, edits: list[str], path: 
 
 def edit_command(run_path: str | Path, image_id: int, edits: list[str], out: str | Path = "edit.png",
                  data: str | None = None, sample: bool = False) -> str:
-    """The equivalent ``aelab edit ...`` command line (the web page's "copy as command")."""
+    """The equivalent ``aelab edit ...`` command line (the web page's "copy as command").
+
+    With no edits it writes ``all+=0``, which changes nothing, so the line still runs and shows the
+    plain reconstruction."""
     if isinstance(edits, str):
         edits = [edits]
+    edits = list(edits) or ["all+=0"]
     parts = ["aelab", "edit", str(run_path), "--id", str(int(image_id))]
     for e in edits:
         parts += ["--edit", str(e)]
@@ -302,6 +306,22 @@ def _stats_data(run: Run, data: str | ImageSet | None) -> ImageSet:
     return run.splits.val if run.splits.val is not None else run.splits.train
 
 
+_CACHED_CODES = 50_000_000  # float32 elements (200 MB): larger code sets are encoded again when needed
+
+
+def data_codes(run: Run, images: ImageSet) -> np.ndarray:
+    """Flat codes (N×latent_size float32) of ``images``, kept on the Run unless they are huge, so
+    ranges and factor correlations over the same data encode it once."""
+    cache = _stats_cache(run)
+    key = ("codes", _data_key(images))
+    if key in cache:
+        return cache[key]
+    codes = run.encode(images).reshape(len(images), -1)
+    if codes.size <= _CACHED_CODES:
+        cache[key] = codes
+    return codes
+
+
 def code_stats(run: Run, data: str | ImageSet | None = None) -> dict[str, np.ndarray]:
     """Mean, std, min and max of every code element (flat) over ``data`` (default: the run's
     validation split); cached on the Run."""
@@ -309,7 +329,7 @@ def code_stats(run: Run, data: str | ImageSet | None = None) -> dict[str, np.nda
     cache = _stats_cache(run)
     key = ("stats", _data_key(images))
     if key not in cache:
-        codes = run.encode(images).reshape(len(images), -1).astype(np.float64)
+        codes = data_codes(run, images).astype(np.float64)
         cache[key] = {"mean": codes.mean(0), "std": codes.std(0), "min": codes.min(0), "max": codes.max(0),
                       "n": len(codes)}
     return cache[key]
@@ -489,7 +509,7 @@ def factor_table(run: Run, data: str | ImageSet | None = None) -> list[dict[str,
     if key not in cache:
         names = [k for k in factors if k != "anomaly_kind"]
         f = np.stack([np.asarray(factors[k], np.float64) for k in names], 1)
-        z = run.encode(images).reshape(len(images), -1).astype(np.float64)
+        z = data_codes(run, images).astype(np.float64)
         r = _correlation(z, f)
         best = np.abs(r).argmax(1)
         cache[key] = [{"element": i, "factor": names[b], "r": float(r[i, b]), "abs_r": float(abs(r[i, b])),

@@ -360,6 +360,8 @@ def test_edit_command_end_to_end(fcn, tmp_path):
     assert line.startswith("aelab edit ")
     _cli(*shlex.split(line)[1:])
     assert (tmp_path / "copy.png").exists()
+    unchanged = json.loads(_cli(*shlex.split(edit_command(fcn.path, 5, [], out=tmp_path / "none.png"))[1:], "--json"))
+    assert unchanged["edits"][0]["edit"] == "all+=0" and unchanged["edits"][0]["mean_abs_change"] == 0
 
 
 def test_edit_command_with_an_image_file(fcn, tmp_path):

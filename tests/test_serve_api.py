@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from aelab.errors import AelabError
-from aelab.latent import apply_edits, code_stats, data_ranges, top_elements
+from aelab.latent import apply_edits, code_stats, data_ranges, edit_command, top_elements
 from aelab.serve import create_app
 from aelab.train import train
 
@@ -354,7 +354,8 @@ def test_copy_as_command_reproduces_the_edited_code(client, app, run_dirs):
     assert edit == body["edit"]
     np.testing.assert_array_equal(apply_edits(code, edit), edited)
     unchanged = client.post("/api/command", json={"run": "ae", "image_id": image_id, "code": code.tolist()}).json()
-    assert unchanged["edit"] is None and unchanged["changed"] == [] and "--edit" not in unchanged["command"]
+    assert unchanged["edit"] is None and unchanged["changed"] == []
+    assert unchanged["command"] == edit_command(run_dirs["ae"], image_id, [])  # runs, and only reconstructs
     bad = client.post("/api/command", json={"run": "ae", "image_id": image_id, "code": [0.0]})
     assert bad.status_code == 422
 
@@ -411,6 +412,15 @@ def test_upload_errors_are_clear_4xx(run_dirs):
     for r, status, words in checks:
         assert r.status_code == status, r.text
         assert words in r.json()["detail"]
+
+
+def test_any_oversized_request_is_refused_unread(run_dirs):
+    from aelab.serve.app import JSON_LIMIT
+
+    small = TestClient(create_app([run_dirs["ae"]], max_upload_mb=0.01))
+    junk = b"[" + b"0," * ((JSON_LIMIT + 20_000) // 2) + b"0]"
+    r = small.post("/api/decode", content=junk, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "the limit is" in r.json()["detail"]
 
 
 def test_upload_with_too_many_pixels_is_refused_before_decoding(client):

@@ -233,6 +233,15 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
     app = FastAPI(title="aelab latent explorer", version="1", docs_url="/docs", redoc_url=None,
                   description="Pick an image, move its code's elements, watch the decode.")
     app.state.serve = state
+    body_limit = upload_limit + JSON_LIMIT
+
+    @app.middleware("http")
+    async def _size(request: Request, call_next: Any) -> Any:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > body_limit:
+            return _error(413, f"request is {_mb(int(declared))}; the limit is {_mb(body_limit)}")
+        return await call_next(request)
+
     if allowed_hosts:
         allowed = {h.strip("[]").lower() for h in allowed_hosts}
 

@@ -15,6 +15,7 @@ import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,11 @@ def data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-_MAGMA: np.ndarray | None = None
+@lru_cache(maxsize=1)
+def _magma() -> np.ndarray:
+    import matplotlib
+
+    return (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
 def diff_map(a: torch.Tensor, b: torch.Tensor, floor: float = 0.05) -> tuple[np.ndarray, float]:
@@ -63,15 +68,10 @@ def diff_map(a: torch.Tensor, b: torch.Tensor, floor: float = 0.05) -> tuple[np.
 
     The colour scale runs to the largest difference, but never below ``floor``,
     so a tiny edit is not blown up to look like a large one."""
-    global _MAGMA
-    if _MAGMA is None:
-        import matplotlib
-
-        _MAGMA = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
     d = (a - b).abs().mean(0)
     top = float(d.max()) if d.numel() else 0.0
     idx = (d / max(top, floor)).clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy()
-    return _MAGMA[idx], top
+    return _magma()[idx], top
 
 
 def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:

@@ -385,23 +385,30 @@ def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, s
 
 
 def compare_noise_figure(run_a: Run, run_b: Run, ids: str | list[int], sigma: float, seed: int, path: str | Path,
-                         variants: int = 5, data: str | ImageSet | None = None, mode: Mode = "fixed") -> dict[str, Any]:
+                         variants: int = 5, data: str | ImageSet | None = None, mode: Mode = "fixed",
+                         max_rows: int = 24) -> dict[str, Any]:
     """One row per image: the original, A's variants, B's variants (the same noise). Returns the numbers."""
+    import textwrap
+
     from aelab.plots import image_grid
 
     images = select(run_a, ids, data)
     run_b.check_images(images, "images for run B")
     aug_a, aug_b, result = compare_noise(run_a, run_b, images, variants, sigma, seed, mode)
-    v = variants
+    v, shown = variants, min(len(images), max_rows)
     rows = [[aug_a.originals[i], *aug_a.images[i * v:(i + 1) * v], *aug_b.images[i * v:(i + 1) * v]]
-            for i in range(len(images))]
+            for i in range(shown)]
     ka, kb = run_a.latent_size, run_b.latent_size
     how = {"fixed": f"code + σ·ε, σ = {sigma:g}", "posterior": "VAE: posterior mean + std·ε"}
     title = (f"Same noise ε (seed {seed}) through A = {run_a.name} ({run_a.model.family}, {ka}-element code) and "
              f"B = {run_b.name} ({run_b.model.family}, {kb}-element code)\n"
              f"A: {how[aug_a.mode]};  B: {how[aug_b.mode]};  ε drawn per element from one stream per image: "
-             f"A uses its first {ka} elements, B its first {kb}, the first {min(ka, kb)} are shared")
-    image_grid(rows, path, row_labels=[f"id {i}" for i in images.ids],
+             f"A uses its first {ka} elements, B its first {kb}, the first {min(ka, kb)} are shared"
+             + (f"\n(first {shown} of {len(images)} images shown; the numbers cover all)"
+                if shown < len(images) else ""))
+    width = max(60, (1 + 2 * v) * 14)  # characters that fit above the grid
+    title = "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+    image_grid(rows, path, row_labels=[f"id {i}" for i in images.ids[:shown]],
                col_labels=["original", *(f"A{j + 1}" for j in range(v)), *(f"B{j + 1}" for j in range(v))],
                title=title, cell=1.0)
     return {"figure": str(path), **result}

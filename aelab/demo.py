@@ -16,6 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from aelab.anomaly import demo_section as anomaly_section
 from aelab.config import load_config
 from aelab.generate import demo_section as generation_section
 from aelab.latent import demo_section as latent_section
@@ -87,7 +88,7 @@ def reconstructions(demo: Demo) -> list[str]:
 
 # report_section writes report.html over everything the others drew: keep it last.
 SECTIONS: list[Callable[[Demo], list[str]]] = [train_models, architecture, reconstructions, latent_section,
-                                               generation_section, report_section]
+                                               generation_section, anomaly_section, report_section]
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -120,6 +120,20 @@ def test_large_codes_get_their_top_elements_by_measured_effect(client, app):
     assert info["sliders"] == top_elements(run, mean, 6, ranges=data_ranges(run, served(run)))
 
 
+def test_shutdown_stops_the_background_ranking(run_dirs):
+    app = create_app([run_dirs["big"]], top=4)
+    with TestClient(app) as c:  # the context runs the app's lifespan: leaving it is the server's shutdown
+        assert c.get("/api/runs").json()["runs"][0]["slider_order"] in ("spread", "effect")
+    loaded = app.state.serve.runs["big"]
+    loaded._ranking_thread.join(60)
+    assert not loaded._ranking_thread.is_alive()
+    stopped = create_app([run_dirs["big"]], top=4).state.serve.runs["big"]
+    stopped.stop()
+    assert not stopped.wait_ranking(60)
+    sliders, order = stopped.ranking()
+    assert order == "spread" and len(sliders) == 4
+
+
 def test_images_are_paged_with_stable_ids_and_show_what_the_model_sees(client, app):
     run = runs_of(app)["ae"]
     data = served(run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -230,7 +231,12 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
         raise AelabError(f"--top must be at least 1, got {top}")
     state = load_state(list(run_paths), data, top, range_kind)
     upload_limit = int(max_upload_mb * 2**20)
-    app = FastAPI(title="aelab latent explorer", version="1", docs_url="/docs", redoc_url=None,
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(title="aelab latent explorer", version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   description="Pick an image, move its code's elements, watch the decode.")
     app.state.serve = state
     body_limit = upload_limit + JSON_LIMIT

@@ -29,6 +29,8 @@ from aelab.run import Run, load_run
 
 SLIDERS_ALL = 64
 """Codes up to this many elements get a slider for every element."""
+RANK_CHUNK = 256
+"""Elements measured per step of the background effect ranking."""
 MAX_PIXELS = 40_000_000
 """Uploads larger than this many pixels are refused before they are decoded."""
 
@@ -172,6 +174,7 @@ class LoadedRun:
         self._effect_order: list[int] | None = None
         self._ranking_thread: threading.Thread | None = None
         self.ranking_error: str | None = None
+        self._stop = threading.Event()
         self._ids = data.ids
 
     # -- what the page needs to know ---------------------------------------------
@@ -303,15 +306,27 @@ class LoadedRun:
         self._ranking_thread.start()
 
     def _measure_effects(self) -> None:
-        from aelab.latent import code_stats, top_elements
+        from aelab.latent import code_stats, element_effects
 
         try:
             low, high = self.ranges()
             mean = np.asarray(code_stats(self.run, self.data)["mean"], dtype=np.float32)
-            # Not under self.lock: decodes go on meanwhile (slower, but never blocked for seconds).
-            self._effect_order = top_elements(self.run, mean, self.top_n, ranges=(low, high))
+            n = self.run.latent_size
+            effects = np.empty(n, dtype=np.float64)
+            # In chunks, so shutting down stops it soon; not under self.lock, so decodes go on meanwhile.
+            for start in range(0, n, RANK_CHUNK):
+                if self._stop.is_set():
+                    return
+                dims = np.arange(start, min(n, start + RANK_CHUNK))
+                effects[dims] = element_effects(self.run, mean, (low, high), dims=dims.tolist())[dims]
+            order = np.lexsort((np.arange(n), -effects))  # largest first, ties to the lower index (as top_elements)
+            self._effect_order = [int(i) for i in order[:self.top_n]]
         except Exception as exc:  # keep serving with the spread order; say why in /api/runs
             self.ranking_error = f"{type(exc).__name__}: {exc}"
+
+    def stop(self) -> None:
+        """Ask the background ranking to stop (the server is shutting down)."""
+        self._stop.set()
 
     def wait_ranking(self, timeout: float = 60.0) -> bool:
         """Block until the effect ranking is measured (for tests and benchmarks)."""
@@ -328,6 +343,10 @@ class ServeState:
         if not runs:
             raise AelabError("no run to serve: name at least one run folder")
         self.runs: dict[str, LoadedRun] = {r.key: r for r in runs}
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            run.stop()
 
     def get(self, key: str | None) -> LoadedRun:
         if key is None:

@@ -17,6 +17,7 @@ const S = {
   interp: null,                 // {picking, b, codeB, t} while interpolating
   client: Math.random().toString(36).slice(2, 10),
   seq: 0, inflight: false, dirty: false, polling: null,
+  epoch: 0,                     // bumped when a new image or run is shown: older decodes are dropped
 };
 
 // -- small helpers ----------------------------------------------------------------------------
@@ -148,6 +149,7 @@ function markGallery() {
 
 // -- picking an image -------------------------------------------------------------------------------
 function showEncoded(body, caption) {
+  S.epoch++;
   S.imageCode = body.code.slice();
   S.code = body.code.slice();
   $("img-original").src = body.original;
@@ -156,6 +158,8 @@ function showEncoded(body, caption) {
   $("cap-original").textContent = caption;
   $("command-box").hidden = true;
   $("btn-command").disabled = S.upload !== null;
+  $("btn-command").title = S.upload !== null ? "an upload has no id in the data: pick a data-set image"
+    : "the aelab edit command that makes this decode";
   renderSliders();
   if (S.diff) requestDecode();
   else updateEditedCaption();
@@ -305,13 +309,14 @@ async function pump() {
   S.inflight = true;
   setPending();
   const started = performance.now();
+  const epoch = S.epoch;
   const body = {run: S.run.name, code: S.code.slice(), client: S.client, seq: ++S.seq, diff: S.diff};
   if (S.diff) {
     if (S.imageId !== null && S.upload === null) body.image_id = S.imageId; else body.reference = S.imageCode;
   }
   try {
     const r = await api("/api/decode", body);
-    if (!r.superseded && r.seq === S.seq) {
+    if (!r.superseded && r.seq === S.seq && epoch === S.epoch) {
       $("img-edited").src = r.image;
       if (r.diff) {
         $("img-diff").src = r.diff;

@@ -201,7 +201,10 @@ def load_sweep(spec: str | Path | dict[str, Any], overrides: list[str] | None = 
     if unknown:
         raise ConfigError(f"{where}: unknown sweep key '{unknown[0]}' (keys: name, base, set, grid, variants)")
     base = _base(spec, folder, where)
-    for key, value in (spec.get("set") or {}).items():
+    changes = spec.get("set") or {}
+    if not isinstance(changes, dict):
+        raise ConfigError(f"{where}: 'set' must be a mapping of dotted keys to values")
+    for key, value in changes.items():
         set_key(base, key, value)
     for item in overrides or []:
         path_parts, value = parse_override(item)

@@ -13,6 +13,7 @@ import pytest
 
 from aelab.data.batches import ReadAhead, read_batch, release_pages
 from aelab.data.imageset import ImageSet
+from aelab.errors import DataError
 
 LINUX = sys.platform.startswith("linux")
 
@@ -113,3 +114,110 @@ def test_training_from_a_file_larger_than_its_memory_budget(tmp_path):
     assert b["n_train"] == 24_576 - 64 and abs(a["steps"] - b["steps"]) <= 2
     assert b["peak_mb"] - a["peak_mb"] < 150, (a, b)
     assert b["peak_mb"] < a["peak_mb"] + big.stat().st_size / 2**20 / 2
+
+
+# -- folders: parallel decode and pack ------------------------------------------------------
+
+def make_folder(root: Path, n_per_class: int = 30, size=(12, 10), gray: int = 0) -> Path:
+    """Class subfolders of random PNGs; the first ``gray`` files of class 'b' are greyscale."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            if cls == "b" and i < gray:
+                Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8), "L").save(root / cls / f"{i:03d}.png")
+            else:
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / cls / f"{i:03d}.png")
+    return root
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from aelab.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_parallel_decode_equals_decoding_here(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from aelab.data import pack
+    from aelab.data.sources import load_images
+
+    root = make_folder(tmp_path / "f", gray=3)
+    here = pack.decode_files(pack.list_image_files(root), workers=1)
+    monkeypatch.setattr(pack, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(pack, "DECODE_CHUNK", 7)  # several chunks, an uneven last one
+    parallel = pack.decode_files(pack.list_image_files(root), workers=2)
+    np.testing.assert_array_equal(parallel, here)
+    assert here.shape == (60, 12, 10, 3)
+    gray = np.asarray(Image.open(root / "b" / "000.png"))
+    np.testing.assert_array_equal(here[30], np.repeat(gray[..., None], 3, axis=-1))  # grey joins colour as RGB
+    data = load_images(f"folder:{root}")  # the folder source decodes through the same pool
+    np.testing.assert_array_equal(data.batch(), here)
+    assert data.get_labels().tolist() == [0] * 30 + [1] * 30 and data.class_names == ["a", "b"]
+    (root / "a" / "005.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"005.png: not a readable image"):  # raised in a worker, one line here
+        pack.decode_files(pack.list_image_files(root), workers=2)
+
+
+def test_pack_command_writes_a_cache_that_trains(tmp_path, capsys):
+    import aelab
+    from aelab.data.sources import load_images
+
+    root = make_folder(tmp_path / "faces")
+    out = tmp_path / "cache" / "faces.npy"
+    code, stdout, _ = run_cli(["data", "pack", f"folder:{root}", "--out", str(out), "--json", "--workers", "2"],
+                              capsys)
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["n"] == 60 and result["shape"] == [12, 10, 3] and result["class_names"] == ["a", "b"]
+    packed = np.load(out, mmap_mode="r")
+    np.testing.assert_array_equal(packed, load_images(f"folder:{root}").batch())
+    files = Path(result["files"]).read_text().splitlines()
+    assert files[0] == "a/000.png" and files[59] == "b/029.png"
+    assert np.load(result["labels"]).tolist() == [0] * 30 + [1] * 30
+    assert sorted(p.name for p in out.parent.iterdir()) == ["faces.files.txt", "faces.labels.npy", "faces.npy"]
+    data = load_images(f"npy:{out}", labels=result["labels"])
+    assert isinstance(data.images, np.memmap) and data.get_labels().sum() == 30
+    run = aelab.train({"data": {"source": f"npy:{out}", "labels": result["labels"], "val_fraction": 0.2},
+                       "model": {"type": "fcn", "hidden": [8], "latent_dim": 2},
+                       "train": {"epochs": 1, "batch_size": 16}}, out=tmp_path / "run")
+    assert run.summary["n_train"] == 48
+
+    # --size resizes while decoding; the human output says how to use the cache
+    code, stdout, _ = run_cli(["data", "pack", str(root), "--out", str(out), "--size", "8x6", "--force", "-q"],
+                              capsys)
+    assert code == 0 and np.load(out).shape == (60, 8, 6, 3)
+    assert f"npy:{out}" in stdout.replace("\n", "")
+
+
+def test_pack_errors_are_one_line_and_leave_nothing_behind(tmp_path, capsys):
+    from PIL import Image
+
+    root = make_folder(tmp_path / "f", n_per_class=3)
+    out = tmp_path / "c.npy"
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(root / "a" / "odd.png")
+    code, _, err = run_cli(["data", "pack", f"folder:{root}", "--out", str(out)], capsys)
+    assert code == 2 and "images of different sizes" in err and "--size" in err and len(err.splitlines()) == 1
+    (root / "a" / "odd.png").write_bytes(b"garbage")
+    code, _, err = run_cli(["data", "pack", f"folder:{root}", "--out", str(out), "--size", "4"], capsys)
+    assert code == 2 and "odd.png: not a readable image" in err
+    assert list(tmp_path.glob("c*")) == [] and not list(tmp_path.glob(".c.npy*"))  # no half-written cache
+    (root / "a" / "odd.png").unlink()
+    for args, message in [
+        (["--out", str(tmp_path / "c.bin")], "must be a .npy"),
+        (["--out", str(out), "--size", "4x"], "--size '4x': expected HxW"),
+        (["--out", str(out), "--size", "0"], "expected HxW"),
+    ]:
+        code, _, err = run_cli(["data", "pack", str(root), *args], capsys)
+        assert code == 2 and message in err, err
+    assert run_cli(["data", "pack", str(root), "--out", str(out), "-q"], capsys)[0] == 0
+    code, _, err = run_cli(["data", "pack", str(root), "--out", str(out)], capsys)
+    assert code == 2 and "already exists; use --force" in err
+    code, _, err = run_cli(["data", "pack", str(tmp_path / "nope"), "--out", str(tmp_path / "d.npy")], capsys)
+    assert code == 2 and "folder not found" in err

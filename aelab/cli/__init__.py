@@ -14,6 +14,7 @@ import click
 
 # Command modules register themselves on `app` when imported.
 from aelab.cli import core  # noqa: E402,F401,I001
+from aelab.cli import data  # noqa: E402,F401,I001
 from aelab.cli import generate  # noqa: E402,F401,I001
 from aelab.cli import anomaly  # noqa: E402,F401,I001
 from aelab.cli import serve  # noqa: E402,F401,I001

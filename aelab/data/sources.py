@@ -178,40 +178,14 @@ def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
 # -- folders of image files ---------------------------------------------------
 
 def _load_folder(rest: str, size: tuple[int, int] | None) -> ImageSet:
-    from PIL import Image, UnidentifiedImageError
+    """Decode every image file under the folder (in worker processes when there are many; see
+    ``aelab.data.pack``, which also turns a folder into a .npy cache)."""
+    from aelab.data.pack import decode_files, folder_labels, list_image_files
 
     root = Path(rest)
-    if not root.is_dir():
-        raise DataError(f"folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    arrays, shapes = [], {}
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
-                if size is not None and im.size != (size[1], size[0]):
-                    im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{f}: not a readable image ({exc})") from None
-        a = a[..., None] if a.ndim == 2 else a
-        shapes.setdefault(a.shape, f)
-        arrays.append(a)
-    if len(shapes) > 1:
-        (s1, f1), (s2, f2) = list(shapes.items())[:2]
-        raise DataError(f"{root}: images of different sizes ({f1.name} is {s1[1]}×{s1[0]}, {f2.name} is "
-                        f"{s2[1]}×{s2[0]}); add a resize step to data.preprocess")
-    chans = {a.shape[-1] for a in arrays}
-    if len(chans) > 1:
-        arrays = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in arrays]
-    images = np.stack(arrays)
-    rel = [f.relative_to(root).parts for f in files]
-    labels = class_names = None
-    if all(len(r) > 1 for r in rel):
-        class_names = sorted({r[0] for r in rel})
-        labels = np.array([class_names.index(r[0]) for r in rel], dtype=np.int64)
+    files = list_image_files(root)
+    images = decode_files(files, size, where=str(root))
+    labels, class_names = folder_labels(root, files)
     return ImageSet(images, labels, name=f"folder:{root}", class_names=class_names)
 
 

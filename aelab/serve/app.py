@@ -231,6 +231,7 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
         raise AelabError(f"--top must be at least 1, got {top}")
     state = load_state(list(run_paths), data, top, range_kind)
     upload_limit = int(max_upload_mb * 2**20)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield

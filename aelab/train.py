@@ -108,7 +108,8 @@ class Trainer:
         self.channels_last = has_convolutions(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.pin = self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # batch shapes repeat: time the conv algorithms once, keep the best
         self.optimizer = make_optimizer(self.model, cfg)
         self.per_epoch = steps_per_epoch(len(self.splits.train), cfg.train.batch_size, self.dist.world)
         total = self.per_epoch * cfg.train.epochs
@@ -210,6 +211,12 @@ class Trainer:
             idx, key = k.split(".", 1)
             state.setdefault(int(idx), {})[key] = v
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        # Checkpoints hold contiguous tensors; fused optimisers walk a parameter and its moments as flat
+        # memory, so the moments must have the parameter's layout again (channels_last conv weights).
+        for param, moments in self.optimizer.state.items():
+            for key, value in moments.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    moments[key] = torch.empty_like(param).copy_(value)
         self.epoch, self.step, self.elapsed = meta["epoch"], meta["step"], meta["elapsed_s"]
         self.images_seen = meta["images_seen"]
         suffix = f".{self.dist.rank}" if self.dist.rank else ""
@@ -239,7 +246,7 @@ class Trainer:
                     epoch_loss, epoch_n = 0.0, 0
                     batches = epoch_batches(order, cfg.train.batch_size, d.world)[skip:]
                     shards = [shard_batch(b, d.rank, d.world) for b in batches]
-                    for batch, global_n in zip(ReadAhead(self.splits.train, shards, pin=self.pin),
+                    for batch, global_n in zip(ReadAhead(self.splits.train, shards, device=self.device),
                                                map(len, batches), strict=True):
                         x = self.pre(batch, self.device)
                         if self.channels_last:
@@ -315,7 +322,7 @@ class Trainer:
     def _eval_batches(self, data: ImageSet) -> Iterator[torch.Tensor]:
         size = self.cfg.train.eval_batch_size
         chunks = [slice(start, start + size) for start in range(0, len(data), size)]
-        for batch in ReadAhead(data, chunks, pin=self.pin):
+        for batch in ReadAhead(data, chunks, device=self.device):
             yield self.pre(batch, self.device)
 
     def _finish(self) -> Run | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -240,3 +241,79 @@ def test_resume_of_a_distributed_run(scripted):
     assert [r["step"] for r in log if "loss" in r] == list(range(1, 13))
     summary = json.loads((cut / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs"] == 3
+
+
+# -- device paths: CPU fallbacks here, the CUDA versions where a GPU is present ----------------
+
+SMALL_CONV = {
+    "name": "conv", "seed": 1,
+    "data": {"source": "builtin:faces?n=96&size=16", "val_fraction": 0.25},
+    "model": {"type": "conv", "channels": [4, 8], "kernel": 3},
+    "train": {"epochs": 2, "batch_size": 24, "threads": 1},
+}
+
+
+def _with(cfg: dict, **train) -> dict:
+    return {**cfg, "train": {**cfg["train"], **train}}
+
+
+def test_compile_on_request_trains_the_same_model(tmp_path, monkeypatch):
+    train_mod = importlib.import_module("aelab.train")
+    monkeypatch.setattr(train_mod, "COMPILE_BACKEND", "eager")  # dynamo's tracing without a C++ toolchain
+    plain = aelab.train(SMALL_CONV, out=tmp_path / "plain")
+    compiled = aelab.train(_with(SMALL_CONV, compile=True), out=tmp_path / "compiled")
+    assert compiled.summary["compile"] is True and plain.summary["compile"] is False
+    assert compiled.summary["final_train_loss"] == pytest.approx(plain.summary["final_train_loss"], rel=1e-5)
+
+
+def test_precision_is_fp32_on_cpu_unless_asked(tmp_path):
+    train_mod = importlib.import_module("aelab.train")
+    cpu = torch.device("cpu")
+    cfg = aelab.Config.model_validate(SMALL_CONV)
+    assert train_mod._precision(cfg, cpu) is None  # auto: fp32 on CPU
+    assert train_mod._precision(aelab.Config.model_validate(_with(SMALL_CONV, precision="bf16")), cpu) == torch.bfloat16
+    run = aelab.train(_with(SMALL_CONV, precision="bf16", epochs=1), out=tmp_path / "bf16")
+    ref = aelab.train(_with(SMALL_CONV, epochs=1), out=tmp_path / "fp32")
+    assert run.summary["precision"] == "bf16" and ref.summary["precision"] == "fp32"
+    assert run.summary["final_train_loss"] == pytest.approx(ref.summary["final_train_loss"], rel=0.05)
+    assert run.summary["final_train_loss"] != ref.summary["final_train_loss"]  # bf16 really ran
+
+
+def test_resume_with_channels_last_weights_is_exact(tmp_path, monkeypatch):
+    """Checkpoints store contiguous tensors; the optimiser's moments must get the weights' layout back."""
+    train_mod = importlib.import_module("aelab.train")
+    cfg = _with(SMALL_CONV, epochs=3)
+    full = aelab.train(cfg, out=tmp_path / "full")
+    assert full.summary["channels_last"] is True
+    original = train_mod.Trainer._save_checkpoint
+
+    def stop(self):
+        original(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod.Trainer, "_save_checkpoint", stop)
+    with pytest.raises(KeyboardInterrupt):
+        aelab.train(cfg, out=tmp_path / "cut")
+    monkeypatch.setattr(train_mod.Trainer, "_save_checkpoint", original)
+    resumed = aelab.train(cfg, out=tmp_path / "cut", resume=True)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_read_ahead_copies_batches_to_the_gpu():
+    from aelab.data.batches import ReadAhead
+
+    data = ImageSet(np.random.default_rng(0).integers(0, 256, (100, 8, 8, 3), dtype=np.uint8))
+    batches = [np.arange(i, i + 10) for i in range(0, 100, 10)]
+    got = list(ReadAhead(data, batches, device=torch.device("cuda")))
+    assert all(g.is_cuda and g.dtype == torch.uint8 for g in got)
+    np.testing.assert_array_equal(torch.cat(got).cpu().numpy(), data.batch(np.arange(100)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_paths(tmp_path):
+    run = aelab.train(_with(SMALL_CONV, device="cuda"), out=tmp_path / "gpu")
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    assert run.summary["precision"] == expected and run.summary["channels_last"] is True
+    assert run.summary["device"].startswith("cuda") and np.isfinite(run.summary["final_train_loss"])

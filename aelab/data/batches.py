@@ -89,12 +89,10 @@ def release_pages(images: np.ndarray) -> None:
 Positions = np.ndarray | slice
 
 
-def read_batch(data: ImageSet, positions: Positions, pin: bool = False) -> np.ndarray | torch.Tensor:
-    """uint8 images at ``positions`` (a pinned tensor with ``pin``: its copy to a GPU can overlap compute)."""
+def read_batch(data: ImageSet, positions: Positions) -> np.ndarray:
+    """uint8 images at ``positions``, leaving no memory-mapped pages behind."""
     batch = data.batch(positions)
     release_pages(data.images)
-    if pin:
-        return torch.from_numpy(batch).pin_memory()
     return batch
 
 
@@ -102,19 +100,49 @@ class ReadAhead:
     """Reads batches ``depth`` ahead of the consumer in a background thread.
 
     File reads and numpy copies release the GIL, so the next batches come off
-    the disk (or the memory map) while the model computes on this one. Memory
-    is bounded: at most ``depth`` + 2 batches exist at a time."""
+    the disk (or the memory map) while the model computes on this one. For a
+    CUDA ``device`` the thread also pins each batch and copies it to the GPU on
+    a side stream, so host-to-device copies overlap the compute stream; the
+    consumer gets uint8 tensors already on the GPU. Memory is bounded: at most
+    ``depth`` + 2 batches exist at a time."""
 
-    def __init__(self, data: ImageSet, batches: Sequence[Positions], depth: int = 2, pin: bool = False):
-        self.data, self.batches, self.depth, self.pin = data, list(batches), depth, pin
+    def __init__(self, data: ImageSet, batches: Sequence[Positions], depth: int = 2,
+                 device: torch.device | None = None):
+        self.data, self.batches, self.depth = data, list(batches), depth
+        self.cuda = device is not None and device.type == "cuda"
+        if self.cuda:
+            assert device is not None
+            # the thread has its own current device, so name the index explicitly
+            self.device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+            self.stream = torch.cuda.Stream(self.device)
 
     def __len__(self) -> int:
         return len(self.batches)
 
+    def _read(self, positions: Positions) -> object:
+        batch = read_batch(self.data, positions)
+        if not self.cuda:
+            return batch
+        pinned = torch.from_numpy(batch).pin_memory()
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            on_gpu = pinned.to(self.device, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record(self.stream)
+        return on_gpu, ready
+
+    def _hand_over(self, item: object) -> np.ndarray | torch.Tensor:
+        if not self.cuda:
+            return item  # type: ignore[return-value]
+        on_gpu, ready = item  # type: ignore[misc]
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_event(ready)  # the model's kernels start after the copy, without blocking the host
+        on_gpu.record_stream(compute)  # and its memory is not reused while they still read it
+        return on_gpu
+
     def __iter__(self) -> Iterator[np.ndarray | torch.Tensor]:
         if self.depth < 1 or len(self.batches) < 2:
             for positions in self.batches:
-                yield read_batch(self.data, positions, self.pin)
+                yield self._hand_over(self._read(positions))
             return
         q: queue.Queue = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
@@ -132,7 +160,7 @@ class ReadAhead:
                 for positions in self.batches:
                     if stop.is_set():
                         return
-                    put(read_batch(self.data, positions, self.pin))
+                    put(self._read(positions))
                 put(_END)
             except BaseException as exc:  # handed to the consumer, which raises it
                 put(_Failed(exc))
@@ -146,7 +174,7 @@ class ReadAhead:
                     return
                 if isinstance(item, _Failed):
                     raise item.exc
-                yield item
+                yield self._hand_over(item)
         finally:
             stop.set()
             thread.join()

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aelab import distributed
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, closest
 from aelab.io import atomic_write, write_json
@@ -88,9 +89,12 @@ def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: in
         raise AelabError("'combined' is made from the mse and latent components; ask for those, then combine()")
     data = resolve_images(run, images)
     gauss = latent_gaussian(run) if "latent" in kinds else None
+    # Under torchrun each process scores its contiguous shard and every process gets all scores, in id order.
+    d = distributed.joined()
+    data = distributed.shard_of(data, d)
     n = len(data)
     outs: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
-    bar = _progress(progress, n)
+    bar = _progress(progress and d.main, n)
     with torch.inference_mode(), bar or _null():
         task = bar.add_task("scoring", total=n) if bar else None
         for x in run.batches(data, batch_size):
@@ -98,7 +102,8 @@ def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: in
                 outs[k].append(v.double().cpu())
             if bar:
                 bar.update(task, advance=len(x))
-    result = {k: torch.cat(v).numpy() for k, v in outs.items()}
+    result = {k: distributed.all_gather_rows(torch.cat(v).numpy() if v else np.empty(0), d)
+              for k, v in outs.items()}
     for k, v in result.items():
         bad = np.flatnonzero(~np.isfinite(v))
         if bad.size:

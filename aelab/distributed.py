@@ -27,6 +27,7 @@ import torch.distributed as tdist
 from aelab.errors import AelabError
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,15 @@ def gather_to_main(array: np.ndarray, d: Dist) -> np.ndarray | None:
     return np.concatenate(parts) if parts is not None else None
 
 
+def all_gather_rows(array: np.ndarray, d: Dist) -> np.ndarray:
+    """Every rank's ``array`` concatenated in rank order, on every rank (per-image results of shards)."""
+    if not d.active:
+        return array
+    parts: list[Any] = [None] * d.world
+    tdist.all_gather_object(parts, np.asarray(array))
+    return np.concatenate(parts)
+
+
 # -- sharding --------------------------------------------------------------------------
 
 def shard_range(n: int, rank: int, world: int) -> range:
@@ -194,6 +204,16 @@ def shard_range(n: int, rank: int, world: int) -> range:
     base, extra = divmod(n, world)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
+
+
+def shard_of(images: S, d: Dist) -> S:
+    """This rank's contiguous part of an ImageSet or array (all of it for one process)."""
+    if not d.active:
+        return images
+    part = shard_range(len(images), d.rank, d.world)
+    if hasattr(images, "subset"):
+        return images.subset(np.arange(part.start, part.stop))  # type: ignore[union-attr,return-value]
+    return images[part.start:part.stop]  # type: ignore[index,return-value]
 
 
 def check_batch_size(batch_size: int, world: int) -> int:

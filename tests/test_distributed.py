@@ -101,6 +101,12 @@ def test_single_process_helpers_are_no_ops():
     assert distributed.run_on_main(lambda: 7, d) == 7
     assert distributed.broadcast_object({"k": 1}, d) == {"k": 1}
     assert distributed.joined() == d  # no process group in this process
+    assert np.array_equal(distributed.all_gather_rows(np.arange(4), d), np.arange(4))
+    data = ImageSet(np.zeros((9, 2, 2, 1), np.uint8))
+    assert distributed.shard_of(data, d) is data
+    two = [distributed.shard_of(data, distributed.Dist(r, 2)) for r in range(2)]
+    assert [s.ids.tolist() for s in two] == [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
+    assert distributed.shard_of(np.arange(9), distributed.Dist(1, 3)).tolist() == [3, 4, 5]
 
 
 # -- two real processes -----------------------------------------------------------------
@@ -146,6 +152,17 @@ except AelabError as exc:
 # the full run (reference for the resume test) through the public API: rank 0 gets the Run
 run = aelab.train(cfg_path, root / "full")
 result["full_returned"] = None if run is None else str(run.path)
+
+# `aelab score` in the same process group: each rank scores a shard, rank 0 writes the CSV and reports
+import contextlib, io
+from aelab.cli import main as cli
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    try:
+        cli(["score", str(root / "full"), "--out", str(root / "scores.csv"), "--json", "--batch-size", "5"])
+    except SystemExit as exc:
+        result["score_exit"] = exc.code
+result["score_stdout"] = printed.getvalue()
 
 # the same run stopped after its first epoch's checkpoint, as if the job had been killed there
 class StopAfterFirstEpoch(Trainer):
@@ -222,6 +239,21 @@ def test_helpers_on_two_processes(scripted):
     assert r0["error"] == r1["error"] == "bad folder on rank 0"
     assert "train.batch_size 31 does not split evenly over 2 processes" in r0["batch_error"] == r1["batch_error"]
     assert r0["full_returned"].endswith("full") and r1["full_returned"] is None
+
+
+def test_score_runs_sharded_and_rank_0_writes_one_csv(scripted):
+    from aelab.anomaly import analyse
+
+    root, (r0, r1) = scripted
+    assert r0["score_exit"] == r1["score_exit"] == 0
+    assert json.loads(r0["score_stdout"])["n"] == 128 and r1["score_stdout"] == ""  # rank 1 reports nothing
+    two = (root / "scores.csv").read_text().splitlines()
+    analyse(aelab.load_run(root / "full"), None, "mse", csv=root / "one.csv", record=False)
+    one = (root / "one.csv").read_text().splitlines()
+    assert two[0] == one[0] == "ID,score" and len(two) == len(one) == 129
+    assert [r.split(",")[0] for r in two] == [r.split(",")[0] for r in one]  # the same ids, in id order
+    np.testing.assert_allclose([float(r.split(",")[1]) for r in two[1:]],
+                               [float(r.split(",")[1]) for r in one[1:]], rtol=1e-6)
 
 
 def test_resume_of_a_distributed_run(scripted):

@@ -28,12 +28,22 @@ def score_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Score every image by how badly the run reconstructs it; with labels, ROC AUC and friends."""
+    import torch
+
+    from aelab import distributed
     from aelab.anomaly import analyse
     from aelab.run import load_run
 
-    r = load_run(run)
-    result = analyse(r, data, kind, labels=labels, csv=out, maps=maps, top_k=top_k, batch_size=batch_size,
-                     progress=not (quiet or as_json))
+    # Launched by torchrun, every process scores a shard; rank 0 alone writes the CSV, maps and report.
+    d = distributed.setup(torch.device("cpu"))
+    try:
+        r = load_run(run)
+        result = analyse(r, data, kind, labels=labels, csv=out if d.main else None, maps=maps if d.main else None,
+                         top_k=top_k, batch_size=batch_size, progress=not (quiet or as_json), record=d.main)
+    finally:
+        distributed.teardown(d)
+    if not d.main:
+        return
     result.pop("scores")
     if as_json:
         print_json(result)

@@ -583,6 +583,10 @@ def _series(row: dict[str, Any], sweep: Sweep) -> str:
     return f"{family}, {kind} code" + (f", {extra}" if extra else "")
 
 
+def _ratio(r: float) -> str:
+    return f"{r:,.0f}×" if r >= 100 else f"{r:.3g}×"
+
+
 def latent_figure(rows: list[dict[str, Any]], sweep: Sweep, path: Path, title: str = "") -> Path:
     """Validation PSNR and SSIM against code size (two panels), the compression ratio on the top axis.
 
@@ -620,12 +624,15 @@ def latent_figure(rows: list[dict[str, Any]], sweep: Sweep, path: Path, title: s
                                                        lambda c, d=d: d / np.maximum(c, 1e-9)))
             top.xaxis.set_major_locator(FixedLocator([d / s for s in sizes]))
             top.xaxis.set_minor_locator(NullLocator())
-            top.set_xticklabels([f"{d / s:.3g}×" for s in sizes], fontsize=8, rotation=45 if len(sizes) > 6 else 0)
+            top.set_xticklabels([_ratio(d / s) for s in sizes], fontsize=8, rotation=45 if len(sizes) > 6 else 0)
             top.set_xlabel("compression ratio (input elements / code size)", fontsize=9)
             lo, hi = ax.get_xlim()
-            if hi >= d:
+            if max(sizes) >= d:  # the code is as big as the image: shade from there on, wide enough to read
+                hi = max(hi, d * 2)
                 ax.axvspan(d, hi, color="grey", alpha=0.15, lw=0)
-                ax.text(d, ax.get_ylim()[0], " no compression", fontsize=8, va="bottom", ha="left", color="dimgrey")
+                y0, y1 = ax.get_ylim()
+                ax.text((d * hi) ** 0.5, (y0 + y1) / 2, "no compression", fontsize=8, rotation=90, ha="center",
+                        va="center", color="dimgrey")
                 ax.set_xlim(lo, hi)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)

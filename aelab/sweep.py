@@ -461,10 +461,10 @@ def sweep_table(out: str | Path, sweep: Sweep | None = None) -> list[dict[str, A
     return rows
 
 
-_MD_FORMATS = {"parameters": "{:,}", "latent_size": "{:,}", "compression": "{:.4g}", "final_train_loss": "{:.5f}",
+_MD_FORMATS = {"parameters": "{:,}", "latent_size": "{:,}", "compression": "{:.4g}×", "final_train_loss": "{:.5f}",
                "val_mse": "{:.5f}", "val_psnr": "{:.2f}", "val_ssim": "{:.4f}", "time_s": "{:.1f}"}
 MD_HEADERS = {"final_train_loss": "final train loss", "val_mse": "val MSE", "val_psnr": "val PSNR (dB)",
-              "val_ssim": "val SSIM", "time_s": "time (s)", "latent_size": "code size", "compression": "compression ×"}
+              "val_ssim": "val SSIM", "time_s": "time (s)", "latent_size": "code size", "compression": "compression"}
 
 
 def format_cell(key: str, value: Any) -> str:

@@ -210,8 +210,10 @@ def _traversal(run: Any, path: Path) -> Any:
 
 
 def _partner(run: Any, runs: list[Any]) -> Any:
-    """A plain autoencoder on images of the same shape, to put the same noise through."""
-    return next((r for r in runs if not r.variational and tuple(r.image_shape) == tuple(run.image_shape)), None)
+    """A plain autoencoder on images of the same shape to put the same noise through: one trained as long
+    as the VAE if there is one, the best reconstructing among those."""
+    fits = [r for r in runs if not r.variational and tuple(r.image_shape) == tuple(run.image_shape)]
+    return min(fits, key=lambda r: (r.summary["epochs"] != run.summary["epochs"], -r.summary["psnr"]), default=None)
 
 
 def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True) -> str:
@@ -366,9 +368,14 @@ def sweep_section(path: Path, report: Report) -> tuple[str, list[Path]]:
             f"it.</p>") if missing else ""
     legend = "".join(f"<li><code>{esc(v.name)}</code>: {esc(sw.label(v.settings) or 'the base config')}</li>"
                      for v in sweep.variants if (path / v.name / "summary.json").exists())
+    # columns equal in every run go above the table, so the table shows what differs
+    same = [c for c in (rows[0] if len(rows) > 1 else {}) if c != "run" and len({str(r.get(c)) for r in rows}) == 1]
+    shared = "; ".join(f"{sw.MD_HEADERS.get(c, c)} {sw.format_cell(c, rows[0][c])}" for c in same)
     body = (f"<p>{len(rows)} runs in <code>{esc(path)}</code>, varying {esc(varied)}. Validation metrics are "
-            f"computed on images in [0, 1]; the final train loss is the mean over the last epoch.</p>{note}"
-            + table_html(rows, headers=sw.MD_HEADERS, formats=sw.format_cell, cls="compact")
+            f"computed on images in [0, 1]; the final train loss is the mean over the last epoch."
+            + (f" The same in every run: {esc(shared)}." if shared else "") + f"</p>{note}"
+            + table_html([{k: v for k, v in r.items() if k not in same} for r in rows], headers=sw.MD_HEADERS,
+                         formats=sw.format_cell, cls="compact")
             + figure(losses if losses.is_file() else None, "training loss of every run (moving average over the "
                                                            "faint per-iteration values; a dot where each run stopped)")
             + figure(path / sw.LATENT if (path / sw.LATENT).is_file() else None,

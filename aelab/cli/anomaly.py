@@ -24,6 +24,8 @@ def score_cmd(
     top_k: int = typer.Option(8, "--top-k", min=0, help="Images in the --maps heat maps of the highest scores."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per batch (default: the run's "
                                    "train.eval_batch_size)."),
+    int8: bool = typer.Option(False, "--int8", help="Linear layers in int8 (CPU): about 1.6× faster for fcn models, "
+                              "scores within ~0.1%."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
@@ -39,7 +41,8 @@ def score_cmd(
     try:
         r = load_run(run)
         result = analyse(r, data, kind, labels=labels, csv=out if d.main else None, maps=maps if d.main else None,
-                         top_k=top_k, batch_size=batch_size, progress=not (quiet or as_json), record=d.main)
+                         top_k=top_k, batch_size=batch_size, progress=not (quiet or as_json), record=d.main,
+                         int8=int8)
     finally:
         distributed.teardown(d)
     if not d.main:

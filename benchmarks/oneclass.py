@@ -1,0 +1,167 @@
+"""One-class benchmark: per-class ROC AUC of aelab configs and of PyOD's AutoEncoder on the same splits.
+
+Each set is run through ``aelab.oneclass`` (train on one class, every other label of the test set is an
+anomaly). PyOD's ``AutoEncoder`` (if installed) is fitted on the same normal training images
+(flattened pixels in [0, 1]) and scored on the same test images. Each set's table replaces
+its marked block in ``benchmarks/oneclass.md`` (``<!-- set:NAME -->``); the notes around them stay.
+
+    .venv/bin/python benchmarks/oneclass.py                            # digits, lfw, faces
+    .venv/bin/python benchmarks/oneclass.py --sets digits --no-pyod
+    .venv/bin/python benchmarks/oneclass.py --sets mnist --source mnist=idx:/data/mnist   # your own MNIST
+
+Runs go to ``runs/bench-oneclass/<set>/<method>/`` and are reused when their config is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = {
+    "digits": ("builtin:digits", None, "sklearn digits 8×8, each digit normal in turn, 50% per-class split"),
+    "lfw": ("builtin:lfw", "0", "skimage LFW subset 25×25: 100 faces (normal) vs 100 non-faces, 50% split"),
+    "faces": ("builtin:faces?n=2000&seed=3&anomaly_fraction=0.1", "0",
+              "builtin faces 64×64×3, 10% defective, normal = defect-free, 50% split"),
+    "fashion": ("idx:/usr/share/datasets/fashion-mnist", None, "Fashion-MNIST 28×28 (Debian dataset-fashion-mnist), "
+                "its own 10,000-image test split"),
+    "mnist": ("idx:mnist", None, "MNIST 28×28 from IDX files, its own test split"),
+}
+METHODS = {
+    "oneclass.yaml": ("oneclass", []),
+    "course-conv": ("course-conv", ["data.range=[0, 1]", "data.val_fraction=0"]),
+}
+
+
+
+def method_config(name: str, budget_from: str) -> tuple[Path, list[str]]:
+    """A shipped config, with the course model given the recommended config's training budget."""
+    import yaml
+
+    preset, overrides = METHODS[name]
+    path = ROOT / "configs" / f"{preset}.yaml"
+    if name != "oneclass.yaml":
+        train = yaml.safe_load((ROOT / "configs" / f"{budget_from}.yaml").read_text())["train"]
+        overrides = overrides + [f"train.{k}={v}" for k, v in train.items() if k in ("epochs", "max_steps", "lr",
+                                                                                        "batch_size")]
+    return path, overrides
+
+
+def pyod_scores(train_x: np.ndarray, test_x: np.ndarray, epochs: int) -> tuple[np.ndarray, float]:
+    from pyod.models.auto_encoder import AutoEncoder
+
+    t = time.perf_counter()
+    det = AutoEncoder(epoch_num=epochs, batch_size=32, verbose=0, random_state=0, device="cpu")
+    det.fit(train_x.reshape(len(train_x), -1).astype(np.float32) / 255.0)
+    scores = det.decision_function(test_x.reshape(len(test_x), -1).astype(np.float32) / 255.0)
+    return scores, time.perf_counter() - t
+
+
+def run_pyod(result: dict, epochs: int) -> dict:
+    """PyOD's AutoEncoder on exactly the splits the aelab runs used (read back from their Run folders)."""
+    import aelab
+    from aelab.anomaly import metrics
+
+    rows = []
+    for row in result["rows"]:
+        run = aelab.load_run(row["run"])
+        train = run.splits.train
+        test_set = _test_set(result)
+        labels = test_set.get_labels()
+        scores, secs = pyod_scores(train.batch(), test_set.batch(), epochs)
+        rows.append({"normal": row["normal"], "roc_auc": metrics(scores, labels != row["normal"])["roc_auc"],
+                     "train_s": round(secs, 2)})
+    return {"rows": rows, "mean_roc_auc": float(np.mean([r["roc_auc"] for r in rows])),
+            "mean_train_s": float(np.mean([r["train_s"] for r in rows]))}
+
+
+def _test_set(result: dict):
+    import aelab
+
+    out = Path(result["out"])
+    if (out / "data" / "test-images.npy").exists():
+        return aelab.load_images(f"npy:{out / 'data' / 'test-images.npy'}",
+                                 labels=str(out / "data" / "test-labels.npy"))
+    return aelab.load_images(result["data"]).test
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", default="digits,lfw,faces")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--kinds", default="mse,l1,ssim,latent,combined")
+    ap.add_argument("--source", action="append", default=[], help="NAME=SOURCE to point a set elsewhere.")
+    ap.add_argument("--normal", default=None, help="Only these classes (e.g. 0,1), for every set.")
+    ap.add_argument("--pyod", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--pyod-epochs", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-oneclass")
+    ap.add_argument("--md", type=Path, default=ROOT / "benchmarks" / "oneclass.md")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from aelab.oneclass import oneclass
+
+    sources = dict(s.split("=", 1) for s in args.source)
+    results = {}
+    for set_name in args.sets.split(","):
+        source, normal, about = SETS[set_name]
+        source = sources.get(set_name, source)
+        normal = args.normal or normal
+        lines, rows_by_method = [], {}
+        for method in args.methods.split(","):
+            cfg, overrides = method_config(method, "oneclass")
+            for kind in args.kinds.split(","):
+                res = oneclass(cfg, source, normal, out=args.out / set_name / method, kind=kind, overrides=overrides)
+                rows_by_method[f"aelab {method}, {kind}"] = res
+                print(f"{set_name:8s} {method:14s} {kind:9s} mean ROC AUC {res['mean_roc_auc']:.4f} "
+                      f"(train {res['mean_train_s']:.1f} s/class)", flush=True)
+        if args.pyod:
+            try:
+                first = next(iter(rows_by_method.values()))
+                res = run_pyod(first, args.pyod_epochs)
+                rows_by_method[f"PyOD AutoEncoder ({args.pyod_epochs} epochs)"] = res
+                print(f"{set_name:8s} PyOD AutoEncoder mean ROC AUC {res['mean_roc_auc']:.4f}", flush=True)
+            except ImportError:
+                rows_by_method["PyOD AutoEncoder"] = None
+        classes = [r["normal"] for r in next(iter(r for r in rows_by_method.values() if r))["rows"]]
+        lines.append(f"### {set_name}: {about}\n")
+        lines.append(f"Source `{source}`. ROC AUC per normal class; time = training (PyOD: fit + score) per class.\n")
+        lines.append("| method | " + " | ".join(map(str, classes)) + " | mean | s/class |")
+        lines.append("| --- |" + " ---: |" * (len(classes) + 2))
+        for name, res in rows_by_method.items():
+            if res is None:
+                lines.append(f"| {name} | " + " | ".join("n/a" for _ in classes) + " | not installed | |")
+                continue
+            aucs = " | ".join(f"{r['roc_auc']:.3f}" for r in res["rows"])
+            lines.append(f"| {name} | {aucs} | **{res['mean_roc_auc']:.3f}** | {res['mean_train_s']:.1f} |")
+        stamp = (f"Measured {time.strftime('%Y-%m-%d')} with `benchmarks/oneclass.py --sets {set_name}"
+                 f"{' --normal ' + args.normal if args.normal else ''}` on {platform.machine()} "
+                 f"({torch.get_num_threads()} torch threads, torch {torch.__version__}).\n")
+        write_tables(args.md, set_name, "\n".join(lines) + "\n\n" + stamp)
+        results[set_name] = {k: v and {kk: vv for kk, vv in v.items() if kk != "out"} for k, v in
+                             rows_by_method.items()}
+    (args.out / "results.json").parent.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def write_tables(md: Path, set_name: str, tables: str) -> None:
+    """Replace this set's marked block (or append one) and keep everything else in the file."""
+    start, end = f"<!-- set:{set_name} -->", f"<!-- /set:{set_name} -->"
+    text = md.read_text() if md.exists() else "# One-class benchmark\n\n"
+    block = f"{start}\n{tables}{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    md.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -469,7 +469,7 @@ MD_HEADERS = {"final_train_loss": "final train loss", "val_mse": "val MSE", "val
 
 def format_cell(key: str, value: Any) -> str:
     if value is None:
-        return "-"
+        return "null" if "." in key else "-"  # a setting left null (a spatial code) vs a missing number
     fmt = _MD_FORMATS.get(key)
     if fmt and isinstance(value, int | float) and not isinstance(value, bool):
         return fmt.format(value)

@@ -201,6 +201,13 @@ class Trainer:
         return meta, tensors
 
     def _apply_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        written_by = meta.get("world_size", 1)
+        if written_by != self.dist.world:  # fine while an epoch keeps its number of steps (the short last batch)
+            before = steps_per_epoch(len(self.splits.train), self.cfg.train.batch_size, written_by)
+            if before != self.per_epoch:
+                raise RunError(f"{self.out}: the checkpoint was written by {written_by} process(es), {before} steps "
+                               f"per epoch; {self.dist.world} process(es) take {self.per_epoch}; resume with "
+                               f"{written_by} process(es)")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, Any]] = {}
         for k, v in tensors.items():

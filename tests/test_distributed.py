@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import aelab
 from aelab import distributed
 from aelab.data.batches import epoch_batches, epoch_order, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
-from aelab.errors import AelabError
+from aelab.errors import AelabError, RunError
 from aelab.io import load_tensors
 
 VENV = Path(sys.executable).parent
@@ -264,6 +265,16 @@ def test_resume_of_a_distributed_run(scripted):
     assert meta["world_size"] == 2 and meta["epoch"] == 1
     saved = load_tensors(cut / "checkpoint.safetensors")
     assert not torch.equal(saved["rng.torch"], saved["rng.torch.1"])  # each rank's own noise stream
+    # another number of processes may resume it while an epoch keeps its number of steps
+    shutil.copytree(cut, root / "cut1")
+    one = aelab.train(root / "noisy.yaml", out=root / "cut1", resume=True)
+    assert one.summary["world_size"] == 1 and one.summary["steps"] == 12
+    shutil.copytree(cut, root / "cut4")
+    meta4 = {**meta, "world_size": 4}  # 4 processes would have dropped the short last batch: 3 steps an epoch
+    (root / "cut4" / "checkpoint.json").write_text(json.dumps(meta4))
+    with pytest.raises(RunError, match=r"written by 4 process\(es\), 3 steps per epoch; 1 process\(es\) take 4"):
+        aelab.train(root / "noisy.yaml", out=root / "cut4", resume=True)
+
     torchrun("-m", "aelab", "train", "noisy.yaml", "--out", "cut", "--resume", "-q", cwd=root)
     full = load_tensors(root / "full" / "model.safetensors")
     resumed = load_tensors(cut / "model.safetensors")

@@ -543,7 +543,8 @@ def losses_figure(out: Path, variants: list[Variant], path: Path, title: str = "
     colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     order = sorted(range(len(curves)), key=lambda i: -len(curves[i][1]))
     lows, highs, lines = [], [], {}
-    k_all = max(1, max((len(c[1]) for c in curves), default=1) // 50)  # one window for all, so shared paths match
+    longest = max((len(c[1]) for c in curves), default=1) or 1
+    k_all = max(1, longest // 50)  # one window for all, so shared paths match
     for rank, i in enumerate(order):
         v, steps, loss = curves[i]
         if not len(loss):
@@ -553,7 +554,7 @@ def losses_figure(out: Path, variants: list[Variant], path: Path, title: str = "
         ax.plot(steps, loss, color=colour, alpha=0.18, lw=0.7)
         sm = _smooth(loss, k)
         (lines[i],) = ax.plot(steps[len(steps) - len(sm):], sm, color=colour, zorder=2 + rank,
-                              lw=2.2 - 1.2 * rank / max(len(order), 1))
+                              lw=1.0 + 1.0 * len(loss) / longest)  # a longer run: a wider line under the rest
         ax.plot(steps[-1], sm[-1], "o", color=colour, ms=5, zorder=3 + rank)  # where the run stopped
         lows.append(float(loss.min()))
         highs.append(float(loss.max()))

@@ -165,11 +165,13 @@ def test_parallel_decode_equals_decoding_here(tmp_path, monkeypatch):
         pack.decode_files(pack.list_image_files(root), workers=2)
 
 
-def test_pack_command_writes_a_cache_that_trains(tmp_path, capsys):
+def test_pack_command_writes_a_cache_that_trains(tmp_path, capsys, monkeypatch):
     import aelab
+    from aelab.data import pack
     from aelab.data.sources import load_images
 
     root = make_folder(tmp_path / "faces")
+    monkeypatch.setattr(pack, "PARALLEL_MIN", 1)  # 60 files: decode them in 2 worker processes all the same
     out = tmp_path / "cache" / "faces.npy"
     code, stdout, _ = run_cli(["data", "pack", f"folder:{root}", "--out", str(out), "--json", "--workers", "2"],
                               capsys)

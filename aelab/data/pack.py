@@ -165,14 +165,16 @@ def image_shape(files: Sequence[Path], size: tuple[int, int] | None = None, *, p
 
 def decode_files(files: Sequence[Path], size: tuple[int, int] | None = None, *, workers: int | None = None,
                  out: Callable[[tuple[int, ...]], np.ndarray] | None = None, on_progress: Progress | None = None,
-                 hint: str = "add a resize step to data.preprocess", where: str = "") -> np.ndarray:
+                 hint: str = "add a resize step to data.preprocess", where: str = "",
+                 pool: Executor | None = None) -> np.ndarray:
     """Decode ``files`` into uint8 N×H×W×C.
 
     ``out(shape)``, when given, makes the destination (e.g. a memory-mapped
     file) once the header pass knows the shape. ``workers`` processes decode
     chunks in parallel (default: one per core; fewer than PARALLEL_MIN files
-    are decoded in this process)."""
-    pool = _executor(len(files), workers)
+    are decoded in this process). A ``pool`` passed in is used and left open."""
+    own = pool is None
+    pool = pool or _executor(len(files), workers)
     try:
         shape = image_shape(files, size, pool=pool, on_progress=on_progress, hint=hint, where=where)
         full = (len(files), *shape)
@@ -187,7 +189,8 @@ def decode_files(files: Sequence[Path], size: tuple[int, int] | None = None, *, 
                 on_progress("decoding", start, len(files))
         return dest
     finally:
-        pool.shutdown(cancel_futures=True)
+        if own:
+            pool.shutdown(cancel_futures=True)
 
 
 class _DecodeTo:
@@ -239,9 +242,11 @@ def pack_folder(source: str | Path, out: str | Path, *, size: tuple[int, int] | 
     tmp = out.with_name(f".{out.name}.partial")  # renamed into place only when complete
     started = time.perf_counter()
     bar, update = _rich_progress(progress)
+    pool = _executor(len(files), workers)
     try:
+        pool.submit(int).result()  # start (fork) the workers before the progress bar starts its thread
         with bar if bar is not None else nullcontext():
-            mm = decode_files(files, size, workers=workers, on_progress=update, where=str(root),
+            mm = decode_files(files, size, pool=pool, on_progress=update, where=str(root),
                               hint="pass --size HxW to resize them",
                               out=lambda shape: np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                                                          shape=shape))
@@ -252,6 +257,8 @@ def pack_folder(source: str | Path, out: str | Path, *, size: tuple[int, int] | 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        pool.shutdown(cancel_futures=True)
     stem = out.with_suffix("")
     atomic_write(f"{stem}.files.txt", "".join(f"{f.relative_to(root).as_posix()}\n" for f in files))
     label_path = None

@@ -37,7 +37,7 @@ FIGURES = {
     "traversal": ("latent_traversal.png", "traversal.png", "traverse.png"),
     "interpolation": ("latent_interpolation.png", "interpolation.png"),
     "samples": ("samples.png", "sample.png"),
-    "noise": ("noise_compare.png", "compare_noise.png", "noise.png"),
+    "noise": ("same_noise.png", "noise_compare.png", "compare_noise.png", "noise.png"),
 }
 DRAW_AS = {"edits": "edits.png", "traversal": "traversal.png", "noise": "noise_compare.png"}
 BIG_PNG, JPEG_QUALITY = 300_000, 90
@@ -210,9 +210,9 @@ def _traversal(run: Any, path: Path) -> Any:
 
 
 def _partner(run: Any, runs: list[Any]) -> Any:
-    """A plain autoencoder on images of the same shape to put the same noise through: one trained as long
+    """A plain autoencoder on the same data to put the same noise through: one trained as long
     as the VAE if there is one, the best reconstructing among those."""
-    fits = [r for r in runs if not r.variational and tuple(r.image_shape) == tuple(run.image_shape)]
+    fits = [r for r in runs if not r.variational and r.config.data == run.config.data]
     return min(fits, key=lambda r: (r.summary["epochs"] != run.summary["epochs"], -r.summary["psnr"]), default=None)
 
 
@@ -401,8 +401,8 @@ def discussion(runs: list[Any]) -> str:
     if not vanilla:
         return ""
     base = max(vanilla, key=lambda r: r.summary["psnr"])
-    seen: dict[str, Any] = {}  # card id -> its best run by PSNR
-    for r in runs:
+    seen: dict[str, Any] = {}  # card id -> its best run by PSNR, among runs on the same data as the base
+    for r in (r for r in runs if r.config.data == base.config.data):
         for c in cards_for(r):
             if c.id != "fcn" and (c.id not in seen or r.summary["psnr"] > seen[c.id].summary["psnr"]):
                 seen[c.id] = r
@@ -522,6 +522,9 @@ def demo_section(demo: Any) -> list[str]:
     """``aelab demo``'s last step: the report over its runs, the demo's main output."""
     runs = list(demo.runs.values())
     title = "aelab demo: " + " vs ".join(f"{r.name} ({r.model.family})" for r in runs) + " on builtin:faces"
-    result = build_report([r.path for r in runs], demo.out / "report.html", title=title)
+    # other runs the demo's sections trained (the anomaly model) follow the two main ones
+    known = {r.path.resolve() for r in runs}
+    extra = sorted(p.parent for p in demo.out.glob("*/summary.json") if p.parent.resolve() not in known)
+    result = build_report([*(r.path for r in runs), *extra], demo.out / "report.html", title=title)
     demo.result["report"] = {k: result[k] for k in ("report", "bytes", "images", "sections", "warnings")}
     return [f"report: {result['report']}"]

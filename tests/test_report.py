@@ -244,3 +244,20 @@ def test_report_prints_to_pdf(built, tmp_path):
     data = pdf.read_bytes()
     assert data[:5] == b"%PDF-" and len(data) > 50_000
     assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 3
+
+
+def test_demo_section_writes_the_report_over_every_demo_run(pair, tmp_path):
+    from types import SimpleNamespace
+
+    from aelab.demo import SECTIONS
+    from aelab.report.build import demo_section
+
+    assert SECTIONS[-1] is demo_section  # the report is drawn last, over what the other sections drew
+    for run, name in ((pair[0], "ae"), (pair[1], "vae"), (pair[0], "anomaly")):
+        shutil.copytree(run.path, tmp_path / name)
+    demo = SimpleNamespace(out=tmp_path, result={},
+                           runs={"ae": aelab.load_run(tmp_path / "ae"), "vae": aelab.load_run(tmp_path / "vae")})
+    lines = demo_section(demo)
+    assert lines == [f"report: {tmp_path / 'report.html'}"]
+    assert list(demo.result["report"]["sections"]) == [str(tmp_path / n) for n in ("ae", "vae", "anomaly")]
+    assert "aelab demo: ae (fcn) vs vae (vae) on builtin:faces" in (tmp_path / "report.html").read_text()

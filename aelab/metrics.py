@@ -30,14 +30,18 @@ def ssim_window(height: int, width: int) -> int:
     return side if side % 2 else side - 1
 
 
+SSIM_CHUNK = 32  # images per SSIM call: its padded window statistics cost ~3 MB per 64×64×3 image
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM per image (Wang et al. 2004), channels averaged."""
+    """Mean SSIM per image (Wang et al. 2004), channels averaged; computed in chunks to bound memory."""
     k = ssim_window(*pred.shape[-2:])
     if k < 3:
         raise ValueError(f"images of {tuple(pred.shape[-2:])} are too small for SSIM")
-    return structural_similarity_index_measure(
-        pred.float(), target.float(), gaussian_kernel=True, sigma=1.5 * k / 11, kernel_size=k,
-        data_range=1.0, reduction="none")
+    parts = [structural_similarity_index_measure(
+        pred[i:i + SSIM_CHUNK].float(), target[i:i + SSIM_CHUNK].float(), gaussian_kernel=True, sigma=1.5 * k / 11,
+        kernel_size=k, data_range=1.0, reduction="none") for i in range(0, len(pred), SSIM_CHUNK)]
+    return torch.cat(parts) if parts else pred.new_zeros(0)
 
 
 def reconstruction_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

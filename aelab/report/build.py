@@ -282,14 +282,15 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
              figure(between, "decoded codes on the straight line between two images' codes"))
 
     gen = _module("aelab.generate")
-    if run.variational and gen is not None:
-        samples = _draw(run, "samples", lambda p: gen.sample_figure(run, 32, p, seed=0), report, generate)
-        partner = _partner(run, runs)
+    if gen is not None:  # drawn for a VAE; shown for any run that has samples already (a fitted Gaussian)
+        vae = run.variational
+        samples = _draw(run, "samples", lambda p: gen.sample_figure(run, 32, p, seed=0), report, generate and vae)
+        partner = _partner(run, runs) if vae else None
         noise = None
-        if partner is not None and hasattr(gen, "compare_noise_figure"):
+        if vae and (partner is not None or _existing(run, "noise")) and hasattr(gen, "compare_noise_figure"):
             ids = (run.val_data() if hasattr(run, "val_data") else run.data()).ids[:4].tolist()
             noise = _draw(run, "noise", lambda p: gen.compare_noise_figure(partner, run, ids, 0.5, 0, p), report,
-                          generate)
+                          generate and partner is not None)
         quality = _read_json(run.path / "quality.json")
         q = key_values([("samples compared", quality.get("n")), ("drawn from", quality.get("generated_from")),
                         ("Fréchet distance: samples", quality.get("fd_generated")),
@@ -298,10 +299,10 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
                         ("sharpness, samples / real", quality.get("sharpness_ratio_generated")),
                         ("sharpness, reconstructions / real", quality.get("sharpness_ratio_reconstructed"))]) \
             if quality else ""
+        drawn = "the prior N(0, I)" if vae else "a distribution fitted to the training codes"
         part("generation", "Generated samples",
-             figure(samples, "codes drawn from the prior N(0, I) and decoded") + q +
-             figure(noise, f"the same Gaussian noise on the codes of {partner.name if partner else ''} (A, a plain "
-                           f"autoencoder) and of {run.name} (B, the VAE)"))
+             figure(samples, f"codes drawn from {drawn}, decoded") + q +
+             figure(noise, "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B)"))
 
     anomaly = _read_json(run.path / "anomaly.json")
     if anomaly:

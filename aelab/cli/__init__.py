@@ -12,14 +12,8 @@ import sys
 
 import click
 
-# Command modules register themselves on `app` when imported.
-from aelab.cli import core  # noqa: E402,F401,I001
-from aelab.cli import data  # noqa: E402,F401,I001
-from aelab.cli import generate  # noqa: E402,F401,I001
-from aelab.cli import anomaly  # noqa: E402,F401,I001
-from aelab.cli import serve  # noqa: E402,F401,I001
-from aelab.cli import experiments  # noqa: E402,F401,I001
-from aelab.cli import latent  # noqa: E402,F401,I001
+# Importing the command modules registers their commands on `app`.
+from aelab.cli import anomaly, core, data, experiments, generate, latent, serve  # noqa: F401
 from aelab.cli.common import app, err_console
 from aelab.errors import AelabError
 

@@ -17,6 +17,27 @@ from aelab.cli import anomaly, core, data, experiments, generate, latent, serve 
 from aelab.cli.common import app, err_console
 from aelab.errors import AelabError
 
+# Help lists the commands in the order of the study, grouped in panels.
+PANELS = {
+    "Train and measure": ["train", "info", "evaluate", "reconstruct", "demo"],
+    "Latent space": ["edit", "traverse", "interpolate", "serve"],
+    "Generation": ["sample", "augment", "compare-noise"],
+    "Anomalies": ["score", "oneclass"],
+    "Experiments": ["sweep", "report", "models"],
+}
+_ORDER = [name for names in PANELS.values() for name in names]
+
+
+def _command_name(info) -> str:
+    return info.name or info.callback.__name__.replace("_", "-")
+
+
+for _info in app.registered_commands:
+    _info.rich_help_panel = next((p for p, names in PANELS.items() if _command_name(_info) in names), None)
+for _group in app.registered_groups:  # `aelab data ...` belongs with training
+    _group.rich_help_panel = "Train and measure"
+app.registered_commands.sort(key=lambda i: _ORDER.index(_command_name(i)) if _command_name(i) in _ORDER else 99)
+
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)

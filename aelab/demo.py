@@ -96,11 +96,15 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     demo.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     outputs: list[str] = []
+    seconds: dict[str, float] = {}
     for section in SECTIONS:
+        t0 = time.perf_counter()
         outputs += section(demo)
+        name = section.__name__ if section.__module__ == __name__ else section.__module__.split(".")[1]
+        seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],
              "final loss": r.summary["final_train_loss"], "PSNR": round(r.summary["psnr"], 3),
              "SSIM": round(r.summary["ssim"], 4), "time (s)": r.summary["wall_time_s"]}
             for key, r in demo.runs.items()]
     return {"out": str(demo.out), "quick": quick, "table": rows, "outputs": outputs, **demo.result,
-            "wall_time_s": round(time.perf_counter() - started, 1)}
+            "section_seconds": seconds, "wall_time_s": round(time.perf_counter() - started, 1)}

@@ -35,6 +35,7 @@ SETS = {
 }
 METHODS = {
     "oneclass.yaml": ("oneclass", []),
+    "oneclass.yaml+gcn": ("oneclass", ["data.preprocess=[gcn_l1, {minmax: fit}]"]),
     "course-conv": ("course-conv", ["data.range=[0, 1]", "data.val_fraction=0"]),
 }
 
@@ -46,7 +47,7 @@ def method_config(name: str, budget_from: str) -> tuple[Path, list[str]]:
 
     preset, overrides = METHODS[name]
     path = ROOT / "configs" / f"{preset}.yaml"
-    if name != "oneclass.yaml":
+    if preset != "oneclass":
         train = yaml.safe_load((ROOT / "configs" / f"{budget_from}.yaml").read_text())["train"]
         overrides = overrides + [f"train.{k}={v}" for k, v in train.items() if k in ("epochs", "max_steps", "lr",
                                                                                         "batch_size")]

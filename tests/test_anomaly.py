@@ -152,6 +152,17 @@ def test_scores_match_an_independent_computation(fcn_run, vae_run, clean_and_cor
     assert vae_run.score(images, "elbo") == pytest.approx(want, rel=1e-4)
 
 
+def test_int8_scores_stay_close_to_fp32(fcn_run, clean_and_corrupt):
+    from scipy.stats import spearmanr
+
+    images, labels = clean_and_corrupt
+    fp32, int8 = fcn_run.score(images, "mse"), fcn_run.score(images, "mse", int8=True)
+    assert not np.array_equal(fp32, int8)  # the int8 path really ran
+    assert int8 == pytest.approx(fp32, rel=0.05)
+    assert spearmanr(fp32, int8).statistic > 0.99
+    assert anomaly.metrics(int8, labels)["roc_auc"] > 0.97
+
+
 def test_latent_score_is_the_mahalanobis_distance(fcn_run, clean_and_corrupt):
     images = clean_and_corrupt[0][:6]
     train_codes = fcn_run.encode(fcn_run.splits.train).astype(np.float64)

@@ -170,19 +170,25 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return path, parsed
 
 
+def set_key(raw: dict[str, Any], key: str | list[str], value: Any, where: str = "") -> None:
+    """Set ``a.b.c`` in a nested dict, creating sections on the way; ``where`` names the source in errors."""
+    path = [p for p in key.split(".") if p] if isinstance(key, str) else key
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where or '.'.join(path)}: '{part}' is not a section")
+        node = child
+    node[path[-1]] = copy.deepcopy(value)
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     for item in overrides or []:
         path, value = parse_override(item)
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set '{item}': '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
+        set_key(raw, path, value, where=f"--set '{item}'")
     return raw
 
 

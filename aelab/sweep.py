@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from aelab.config import Config, config_from_dict, parse_override
+from aelab.config import set_key as config_set_key
 from aelab.errors import AelabError, ConfigError
 from aelab.io import atomic_write
 
@@ -80,16 +81,7 @@ class Sweep:
 # -- the sweep file --------------------------------------------------------------------------------------------------
 def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested dict, creating sections on the way."""
-    parts = [p for p in key.split(".") if p]
-    node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"sweep key '{key}': '{part}' is not a section")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
+    config_set_key(raw, key, value, where=f"sweep key '{key}'")
 
 
 def get_key(raw: dict[str, Any], key: str) -> Any:

@@ -143,7 +143,7 @@ def main() -> None:
             lines.append(f"| {name} | {aucs} | **{res['mean_roc_auc']:.3f}** | {res['mean_train_s']:.1f} |")
         stamp = (f"Measured {time.strftime('%Y-%m-%d')} with `benchmarks/oneclass.py --sets {set_name}"
                  f"{' --normal ' + args.normal if args.normal else ''}` on {platform.machine()} "
-                 f"({torch.get_num_threads()} torch threads, torch {torch.__version__}).\n")
+                 f"(torch threads: {torch.get_num_threads()}, torch {torch.__version__}).\n")
         write_tables(args.md, set_name, "\n".join(lines) + "\n\n" + stamp)
         results[set_name] = {k: v and {kk: vv for kk, vv in v.items() if kk != "out"} for k, v in
                              rows_by_method.items()}

@@ -348,13 +348,11 @@ def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str
     import time
 
     check_kind(kind, run)
-    label_path = labels if isinstance(labels, str | Path) else None
-    images = resolve_images(run, data, str(label_path) if label_path else None)
+    from_source = isinstance(labels, str | Path) and isinstance(data, str)
+    images = resolve_images(run, data, str(labels) if from_source else None)  # the loader checks the length
     y = None
-    if labels is not None and not isinstance(labels, str | Path):
-        y = np.asarray(labels)
-        if y.ndim != 1 or len(y) != len(images):
-            raise AelabError(f"labels: {len(y) if y.ndim == 1 else y.shape} labels for {len(images)} images")
+    if labels is not None and not from_source:
+        y = _label_array(labels, len(images))
     elif isinstance(images, ImageSet) and images.labels is not None:
         y = images.get_labels()
     started = time.perf_counter()
@@ -494,6 +492,21 @@ def roc_figure(scores: np.ndarray, anomalous: np.ndarray, path: Path, kind: str 
     ax.set_title(f"ROC: {int(anomalous.sum())} anomalous of {len(anomalous)}", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+def _label_array(labels: str | Path | np.ndarray, n: int) -> np.ndarray:
+    """Labels given apart from a source (an array, or a .npy path): one per image."""
+    where = "labels"
+    if isinstance(labels, str | Path):
+        from aelab.data.sources import _as_labels, _np_load
+
+        where = str(labels)
+        labels = _np_load(Path(labels), mmap=False)
+        return _as_labels(labels, n, where)
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != n:
+        raise AelabError(f"{where}: {len(y) if y.ndim == 1 else y.shape} labels for {n} images")
+    return y
 
 
 def _describe(data: Any, images: ImageSet | np.ndarray) -> str:

@@ -262,6 +262,22 @@ def test_cli_labels_file_and_bad_inputs(fcn_run, tmp_path, capsys):
         assert err.startswith("aelab: error:") and msg in err and "Traceback" not in err
 
 
+def test_labels_apart_from_a_source(fcn_run, tmp_path):
+    y = np.zeros(len(fcn_run.data()), np.int64)
+    y[:10] = 1
+    np.save(tmp_path / "own.npy", y)
+    res = CliRunner().invoke(app, ["score", str(fcn_run.path), "--labels", str(tmp_path / "own.npy"), "--out",
+                                   str(tmp_path / "s.csv"), "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["metrics"]["n_anomalous"] == 10
+    images = fcn_run.data().batch()[:20]
+    np.save(tmp_path / "twenty.npy", y[:20])
+    out = anomaly.analyse(fcn_run, images, labels=str(tmp_path / "twenty.npy"), record=False)
+    assert out["metrics"]["n_anomalous"] == 10
+    with pytest.raises(AelabError, match="240 labels for 20 images"):
+        anomaly.analyse(fcn_run, images, labels=str(tmp_path / "own.npy"), record=False)
+
+
 def test_cli_single_class_labels_explain(fcn_run, tmp_path):
     res = CliRunner().invoke(app, ["score", str(fcn_run.path), "--data", "builtin:faces?n=20&size=16", "--out",
                                    str(tmp_path / "s.csv"), "--quiet"])

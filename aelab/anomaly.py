@@ -161,7 +161,7 @@ def quantized(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose Linear layers run in int8 (dynamic quantisation, CPU only).
 
     The fcn's time is almost all in two 12288×1024 matrix products; int8 kernels
-    (VNNI) do them about 1.6× faster, and the reconstructions move by about 1e-3
+    (VNNI) do them 1.4-2× faster, and the reconstructions move by about 1e-3
     of the range (benchmarks/score_speed.py measures the effect on the ranking)."""
     import warnings
 

@@ -24,7 +24,7 @@ def score_cmd(
     top_k: int = typer.Option(8, "--top-k", min=0, help="Images in the --maps heat maps of the highest scores."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per batch (default: the run's "
                                    "train.eval_batch_size)."),
-    int8: bool = typer.Option(False, "--int8", help="Linear layers in int8 (CPU): about 1.6× faster for fcn models, "
+    int8: bool = typer.Option(False, "--int8", help="Linear layers in int8 (CPU): 1.4-2× faster for fcn models, "
                               "scores within ~0.1%."),
     quiet: bool = QUIET,
     as_json: bool = JSON,

@@ -43,8 +43,10 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, *, row_la
                col_labels: Sequence[str] | None = None, title: str | None = None, cell: float = 1.25) -> Path:
     """A grid of images, one list per row (rows may differ in length)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + (0.8 if row_labels else 0), cell * n_rows
-                                                      + (0.4 if title else 0)), squeeze=False)
+    title_h = 0.2 * (title.count("\n") + 1) + 0.15 if title else 0.0  # inches for the (multi-line) title
+    height = cell * n_rows + title_h
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + (0.8 if row_labels else 0), height),
+                             squeeze=False, layout="constrained")
     for i in range(n_rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -55,8 +57,7 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, *, row_la
         if row_labels:
             axes[i][0].set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10)  # constrained layout keeps room for it, however many lines
     return save(fig, path)
 
 

@@ -19,7 +19,8 @@ def test_overrides_parse_values_as_yaml():
 
 def test_noise_shorthand():
     assert config_from_dict({"train": {"input_noise": 0.2}}).train.input_noise.std == 0.2
-    assert config_from_dict({"train": {"input_noise": {"type": "mask", "fraction": 0.3}}}).train.input_noise.type == "mask"
+    mask = config_from_dict({"train": {"input_noise": {"type": "mask", "fraction": 0.3}}}).train.input_noise
+    assert mask.type == "mask" and mask.fraction == 0.3
 
 
 @pytest.mark.parametrize(

@@ -303,7 +303,7 @@ def _stats_data(run: Run, data: str | ImageSet | None) -> ImageSet:
         return data
     if data is not None:
         return run.data(data)
-    return run.splits.val if run.splits.val is not None else run.splits.train
+    return run.splits.held_out
 
 
 _CACHED_CODES = 50_000_000  # float32 elements (200 MB): larger code sets are encoded again when needed

@@ -179,7 +179,7 @@ def generation_quality(run: Run, n: int = 1000, seed: int = 0, write: bool = Tru
 
     if n < 2:
         raise AelabError(f"--quality needs at least 2 images, got n={n}")
-    held = run.splits.val if run.splits.val is not None else run.splits.train
+    held = run.splits.held_out
     held = held.subset(np.arange(min(n, len(held))))
     m = len(held)
     if m < 2:

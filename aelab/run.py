@@ -139,7 +139,7 @@ class Run:
 
     def val_data(self) -> ImageSet:
         """The held-out validation split (the training split when there is none)."""
-        return self.splits.val if self.splits.val is not None else self.splits.train
+        return self.splits.held_out
 
     def check_images(self, images: Images, where: str = "images") -> Images:
         """Coerce to uint8 N×H×W×C and check the run can take them (shape after preprocessing)."""

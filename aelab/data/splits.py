@@ -20,6 +20,11 @@ class Splits:
     train: ImageSet
     val: ImageSet | None
 
+    @property
+    def held_out(self) -> ImageSet:
+        """Where a run is measured: the validation split, or the training split when there is none."""
+        return self.val if self.val is not None else self.train
+
 
 def load_for(data: DataConfig, source: str | ImageSet | None = None, labels: str | None = None) -> ImageSet:
     """Load ``source`` (default: the config's) with the config's label file and

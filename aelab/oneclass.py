@@ -27,13 +27,11 @@ import numpy as np
 
 from aelab.config import Config, as_config
 from aelab.data.imageset import ImageSet
-from aelab.data.splits import load_for, make_splits
-from aelab.data.transforms import fit_steps
+from aelab.data.splits import fit_preprocess, load_for
 from aelab.errors import AelabError
 from aelab.io import write_json
 
 SUMMARY = "oneclass.json"
-FIT_BATCH = 4096
 
 
 def parse_normal(value: str | int | Sequence[int] | None) -> list[int] | None:
@@ -110,14 +108,7 @@ def class_config(cfg: Config, data: dict[str, Any], normal: int) -> Config:
     raw = cfg.to_dict()
     raw["name"] = f"{cfg.name}-class{normal}"
     raw["data"].update(data, select_labels=[normal])
-    resolved = as_config(raw)
-    if any(isinstance(s, str) and s == "minmax" or isinstance(s, dict) and s.get("minmax") in (None, "fit")
-           for s in resolved.data.preprocess):
-        train = make_splits(resolved.data, resolved.seed).train
-        raw["data"]["preprocess"] = fit_steps(resolved.data.preprocess, lambda: (
-            train.batch(slice(i, i + FIT_BATCH)) for i in range(0, len(train), FIT_BATCH)))
-        resolved = as_config(raw)
-    return resolved
+    return fit_preprocess(as_config(raw))
 
 
 def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = None,

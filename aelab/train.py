@@ -32,7 +32,7 @@ from aelab import distributed
 from aelab.config import Config, as_config
 from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
-from aelab.data.splits import make_splits
+from aelab.data.splits import fit_preprocess, make_splits
 from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError
 from aelab.io import atomic_write, load_tensors, save_tensors, write_json
@@ -91,6 +91,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool = True,
                  dist: distributed.Dist | None = None):
+        cfg = fit_preprocess(cfg)  # `minmax: fit` steps get their values from the training split
         self.cfg, self.out, self.progress = cfg, out, progress
         self.dist = dist or distributed.joined()
         self.device = distributed.device_for(resolve_device(cfg.train.device), self.dist)

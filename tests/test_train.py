@@ -132,3 +132,18 @@ def test_select_labels_and_errors(tmp_path):
     with pytest.raises(AelabError, match="keeps no image"):
         aelab.train(bad, out=tmp_path / "e")
     assert not (tmp_path / "e" / "summary.json").exists()
+
+
+def test_minmax_fit_is_fitted_on_the_training_split(tmp_path):
+    cfg = tiny_config(data={"source": "builtin:digits", "val_fraction": 0.2, "range": [0, 1],
+                            "preprocess": ["gcn_l1", {"minmax": "fit"}]},
+                      model={"type": "fcn", "hidden": [16], "latent_dim": 3}, train={"epochs": 1, "batch_size": 64})
+    run = aelab.train(cfg, out=tmp_path / "m")
+    lo, hi = run.config.data.preprocess[1]["minmax"]
+    x = run.splits.train.batch().astype(np.float64) / 255.0  # independent: gcn_l1 by hand over the training split
+    c = x - x.mean(axis=(1, 2, 3), keepdims=True)
+    g = c / np.maximum(np.abs(c).mean(axis=(1, 2, 3), keepdims=True), 1e-6)
+    assert lo == pytest.approx(g.min(), rel=1e-5) and hi == pytest.approx(g.max(), rel=1e-5)
+    assert "minmax: fit" not in (run.path / "config.yaml").read_text()
+    images = run.splits.train.batch([0, 1, 2, 3])
+    np.testing.assert_array_equal(load_run(run.path).encode(images), run.encode(images))

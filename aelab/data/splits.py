@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aelab.config import DataConfig
+from aelab.config import Config, DataConfig, config_from_dict
 from aelab.data.imageset import ImageSet
 from aelab.data.sources import load_images
-from aelab.data.transforms import Preprocess, Resize
+from aelab.data.transforms import MinMax, Preprocess, Resize, fit_steps
+
+FIT_BATCH = 4096  # training images per batch while fitting preprocessing statistics
 
 
 @dataclass
@@ -42,3 +44,16 @@ def make_splits(data: DataConfig, seed: int) -> Splits:
     kept = full.select_labels(data.select_labels) if data.select_labels else full
     train, val = kept.split(data.val_fraction, seed)
     return Splits(full, train, val)
+
+
+def fit_preprocess(cfg: Config) -> Config:
+    """``cfg`` with every ``minmax: fit`` step fitted on its training split and written back as
+    ``minmax: [lo, hi]``, so the Run's resolved config reproduces the scaling; unchanged otherwise."""
+    steps = Preprocess(cfg.data.preprocess, cfg.data.range).steps
+    if not any(isinstance(s, MinMax) and not s.fitted for s in steps):
+        return cfg
+    train = make_splits(cfg.data, cfg.seed).train
+    raw = cfg.to_dict()
+    raw["data"]["preprocess"] = fit_steps(cfg.data.preprocess, lambda: (
+        train.batch(slice(i, i + FIT_BATCH)) for i in range(0, len(train), FIT_BATCH)))
+    return config_from_dict(raw)

@@ -186,8 +186,8 @@ class MinMax(Step):
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fitted:
-            raise ConfigError("data.preprocess step 'minmax: fit' has no fitted values; `aelab oneclass` fits it on "
-                              "the normal training images (aelab.data.transforms.fit_steps), or write minmax: [lo, hi]")
+            raise ConfigError("data.preprocess step 'minmax: fit' has no fitted values; training fits it on the "
+                              "training split (aelab.data.splits.fit_preprocess), or write minmax: [lo, hi]")
         return (x - self.lo) * (1.0 / (self.hi - self.lo))
 
     def spec(self) -> Any:

@@ -29,6 +29,7 @@ import torch
 
 import aelab
 from aelab import distributed
+from aelab.allocator import keep_freed_memory
 from aelab.config import Config, as_config
 from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
@@ -245,7 +246,7 @@ class Trainer:
         started = time.perf_counter()
         seen_at_start = self.images_seen
         try:
-            with bar or nullcontext():
+            with bar or nullcontext(), keep_freed_memory():
                 task = bar.add_task(self.cfg.name, total=self.total_steps, completed=self.step, loss=float("nan"),
                                       rate=0.0) if bar else None
                 while self.step < self.total_steps:

@@ -8,7 +8,8 @@ Trainer on the same data, alternating them ``--repeat`` times and keeping each
 one's best, and prints images/s, the ratio, and for the fcn the share of the
 matmul-bound limit: the time this machine's BLAS needs for exactly the matrix
 products of one training step (forward, weight gradients, input gradients
-except the first layer's), measured here with ``torch.mm`` on the same shapes.
+except the first layer's), measured here with ``torch.mm`` on the same shapes
+between the runs, best of all measurements.
 
     python benchmarks/train_throughput.py [--steps 40] [--repeat 2] [--json]
 """
@@ -57,8 +58,12 @@ def aelab_rate(model: str, data: Path, steps: int, out: Path) -> float:
     return 128 * steps / (ends[-1] - ends[1])
 
 
-def matmul_limit(batch: int = 128) -> dict[str, float]:
-    """images/s if one fcn training step cost only its matrix products at this machine's measured speed."""
+def matmul_limit(batch: int = 128, rounds: int = 3) -> dict[str, float]:
+    """images/s if one fcn training step cost only its matrix products at this machine's measured speed.
+
+    Each product writes into a preallocated output (no allocator or page-fault time) and keeps its
+    fastest of ``rounds`` timings, so a moment of load from elsewhere does not lower the limit.
+    """
     sizes = [12288, 1024, 256, 64, 10, 64, 256, 1024, 12288]
     shapes = []
     for i, (k, m) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
@@ -68,14 +73,17 @@ def matmul_limit(batch: int = 128) -> dict[str, float]:
             shapes.append((batch, m, k))  # input gradient: g[b,m] @ W[m,k]
     total, flops = 0.0, 0.0
     for a, b, c in shapes:
-        x, y = torch.randn(a, b), torch.randn(b, c)
+        x, y, out = torch.randn(a, b), torch.randn(b, c), torch.empty(a, c)
         for _ in range(3):
-            torch.mm(x, y)
+            torch.mm(x, y, out=out)
         reps = max(3, int(2e9 / (2 * a * b * c)))
-        start = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(x, y)
-        total += (time.perf_counter() - start) / reps
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(x, y, out=out)
+            best = min(best, (time.perf_counter() - start) / reps)
+        total += best
         flops += 2 * a * b * c
     return {"images_per_s": batch / total, "gflops": flops / total / 1e9, "gflop_per_step": flops / 1e9}
 
@@ -98,15 +106,17 @@ def main() -> None:
         data = Path(tmp) / "images.npy"
         np.save(data, images)
         for model in a.models.split(","):
-            base, ours = [], []
-            for r in range(a.repeat):
+            base, ours, limits = [], [], []
+            for r in range(a.repeat):  # interleaved, so a slow spell of this shared machine hits all three
                 base.append(baseline(model, a.n, a.steps, a.baseline))
                 ours.append(aelab_rate(model, data, a.steps, Path(tmp) / f"{model}-{r}"))
+                if model == "fcn":
+                    limits.append(matmul_limit())
             row = {"baseline_images_per_s": round(max(base), 1), "aelab_images_per_s": round(max(ours), 1),
                    "ratio": round(max(ours) / max(base), 2), "baseline_all": [round(v, 1) for v in base],
                    "aelab_all": [round(v, 1) for v in ours]}
             if model == "fcn":
-                limit = matmul_limit()
+                limit = max(limits, key=lambda v: v["images_per_s"])
                 row["matmul_limit_images_per_s"] = round(limit["images_per_s"], 1)
                 row["matmul_gflops"] = round(limit["gflops"], 1)
                 row["share_of_matmul_limit"] = round(max(ours) / limit["images_per_s"], 3)

@@ -108,8 +108,8 @@ class Trainer:
         # oneDNN's CPU convolutions are ~1.4× faster in that layout (course conv model, quiet 2-core CPU).
         self.amp_dtype = _precision(cfg, self.device)
         self.channels_last = has_convolutions(self.model)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # batch shapes repeat: time the conv algorithms once, keep the best
         self.optimizer = make_optimizer(self.model, cfg)
@@ -257,9 +257,7 @@ class Trainer:
                     shards = [shard_batch(b, d.rank, d.world) for b in batches]
                     for batch, global_n in zip(ReadAhead(self.splits.train, shards, device=self.device),
                                                map(len, batches), strict=True):
-                        x = self.pre(batch, self.device)
-                        if self.channels_last:
-                            x = x.contiguous(memory_format=torch.channels_last)
+                        x = self.pre(batch, self.device, memory_format=self.memory_format)
                         with self._autocast():
                             out = self.net(corrupt(x, cfg))
                             terms = model.loss(out, x, cfg.train.loss)
@@ -332,7 +330,7 @@ class Trainer:
         size = self.cfg.train.eval_batch_size
         chunks = [slice(start, start + size) for start in range(0, len(data), size)]
         for batch in ReadAhead(data, chunks, device=self.device):
-            yield self.pre(batch, self.device)
+            yield self.pre(batch, self.device, memory_format=self.memory_format)
 
     def _finish(self) -> Run | None:
         data = self.splits.held_out

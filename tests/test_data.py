@@ -168,6 +168,20 @@ def test_preprocess_matches_manual_computation():
     assert resized.shape == (4, 3, 16, 16) and resized.min() >= -1 and resized.max() <= 1
 
 
+def test_preprocess_layouts_hold_the_same_values():
+    """Conv training asks for channels_last (no reordering copy); values equal the plain layout's."""
+    batch = np.random.default_rng(4).integers(0, 256, (3, 8, 6, 3), dtype=np.uint8)
+    for steps, value_range in (([], (-1, 1)), ([], (0, 1)), ([{"crop": [1, 1, 5, 4]}], (-1, 1))):
+        pre = Preprocess(steps, value_range)
+        plain, last = pre(batch), pre(batch, memory_format=torch.channels_last)
+        assert plain.is_contiguous() and last.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(last, plain, rtol=0, atol=0)
+        lo, hi = value_range
+        top, left, h, w = steps[0]["crop"] if steps else (0, 0, 8, 6)
+        manual = batch[:, top:top + h, left:left + w].transpose(0, 3, 1, 2) / 255 * (hi - lo) + lo
+        np.testing.assert_allclose(plain.numpy(), manual, atol=1e-6)
+
+
 def test_preprocess_errors():
     with pytest.raises(ConfigError, match="unknown step 'resise'.*did you mean 'resize'"):
         Preprocess(["resise"])

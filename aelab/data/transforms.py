@@ -244,8 +244,13 @@ class Preprocess:
             shape = step.shape(shape)
         return shape
 
-    def __call__(self, batch: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-        """uint8 N×H×W×C -> float32 N×C×H×W in the model range (on ``device``)."""
+    def __call__(self, batch: np.ndarray | torch.Tensor, device: torch.device | str | None = None, *,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+        """uint8 N×H×W×C -> float32 N×C×H×W in the model range (on ``device``), laid out as asked.
+
+        The uint8 batch already has channels_last's memory order, so asking for that layout (conv
+        models) costs no reordering copy; the scaling works in place on the one float copy.
+        """
         if isinstance(batch, np.ndarray) and not batch.flags.writeable:
             batch = np.array(batch)  # a read-only memory map: torch wants writable memory (a small copy per batch)
         x = torch.as_tensor(batch)
@@ -253,12 +258,12 @@ class Preprocess:
             raise DataError(f"expected a uint8 batch N×H×W×C, got {x.dtype} {tuple(x.shape)}")
         if device is not None:
             x = x.to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2)
-        x = x.float().mul_(1.0 / 255.0) if not self.steps else x.float() / 255.0
+        x = x.permute(0, 3, 1, 2).float().mul_(1.0 / 255.0)  # float() keeps the channels-last strides
         for step in self.steps:
             x = step.apply(x)
-        x = x * (self.hi - self.lo) + self.lo if (self.lo, self.hi) != (0.0, 1.0) else x
-        return x.contiguous()
+        if (self.lo, self.hi) != (0.0, 1.0):
+            x = x.mul_(self.hi - self.lo).add_(self.lo) if not self.steps else x * (self.hi - self.lo) + self.lo
+        return x.contiguous(memory_format=memory_format)
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Model range -> [0, 1] (where metrics are computed), clamped."""

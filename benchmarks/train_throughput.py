@@ -55,7 +55,9 @@ def aelab_rate(model: str, data: Path, steps: int, out: Path) -> float:
     ends: list[float] = []
     trainer.optimizer.register_step_post_hook(lambda *_: ends.append(time.perf_counter()))
     trainer.fit()
-    return 128 * steps / (ends[-1] - ends[1])
+    if len(ends) != steps + 2:  # the data must hold every step in one epoch (no checkpoint inside the timing)
+        raise SystemExit(f"aelab ran {len(ends)} steps, not {steps + 2}: pass a larger --n")
+    return 128 * (len(ends) - 2) / (ends[-1] - ends[1])
 
 
 def matmul_limit(batch: int = 128, rounds: int = 3) -> dict[str, float]:
@@ -90,7 +92,8 @@ def matmul_limit(batch: int = 128, rounds: int = 3) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=4096)
+    p.add_argument("--n", type=int, default=None, help="random images (default: enough for every step in one "
+                   "epoch, 128 × (steps + 2))")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--models", default="fcn,conv")
@@ -99,6 +102,7 @@ def main() -> None:
     a = p.parse_args()
     if not a.baseline.exists():
         sys.exit(f"baseline not found: {a.baseline} (pass --baseline PATH)")
+    a.n = a.n or 128 * (a.steps + 2)
     images = np.random.default_rng(0).integers(0, 256, size=(a.n, 64, 64, 3), dtype=np.uint8)
     result: dict[str, object] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": a.steps,
                                  "batch": 128, "n": a.n, "aelab": aelab.__version__}

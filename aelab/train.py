@@ -109,7 +109,8 @@ class Trainer:
         self.amp_dtype = _precision(cfg, self.device)
         self.channels_last = has_convolutions(self.model)
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # batch shapes repeat: time the conv algorithms once, keep the best
         self.optimizer = make_optimizer(self.model, cfg)

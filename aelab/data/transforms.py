@@ -259,7 +259,7 @@ class Preprocess:
         if device is not None:
             x = x.to(device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float()  # keeps the channels-last strides
-        x = x.mul_(1.0 / 255.0) if not self.steps else x.div_(255.0)  # (as before: recorded results stay exact)
+        x = x.mul_(1.0 / 255.0) if not self.steps else x.div_(255.0)  # each path's arithmetic as before: same weights
         for step in self.steps:
             x = step.apply(x)
         if (self.lo, self.hi) != (0.0, 1.0):

@@ -11,7 +11,7 @@ products of one training step (forward, weight gradients, input gradients
 except the first layer's), measured here with ``torch.mm`` on the same shapes
 between the runs, best of all measurements.
 
-    python benchmarks/train_throughput.py [--steps 40] [--repeat 2] [--json]
+    python benchmarks/train_throughput.py [--steps 40] [--repeat 3] [--json]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=None, help="random images (default: enough for every step in one "
                    "epoch, 128 × (steps + 2))")
     p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--models", default="fcn,conv")
     p.add_argument("--baseline", type=Path, default=BASELINE)
     p.add_argument("--json", action="store_true")

@@ -34,7 +34,7 @@ from aelab.errors import AelabError, RunError
 from aelab.io import load_tensors
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
-from aelab.models.base import has_convolutions
+from aelab.models.base import memory_format_for
 
 CONFIG, WEIGHTS, METRICS = "config.yaml", "model.safetensors", "metrics.jsonl"
 SUMMARY, FIGURES = "summary.json", "figures"
@@ -90,9 +90,8 @@ class Run:
         self.image_shape: tuple[int, int, int] = tuple(self.summary["image_shape"])
         self.model: Autoencoder = create_model(self.config.model, tuple(self.summary["input_shape"]))
         load_weights(self.model, self.path / WEIGHTS)
-        self.model.to(self.device).eval()
-        if has_convolutions(self.model):
-            self.model.to(memory_format=torch.channels_last)
+        self.memory_format = memory_format_for(self.model)
+        self.model.to(self.device, memory_format=self.memory_format).eval()
 
     def __repr__(self) -> str:
         return f"Run('{self.path}', {self.model.family}, latent {self.latent_shape})"
@@ -166,7 +165,7 @@ class Run:
             stop = min(start + size, n)
             chunk = images.batch(slice(start, stop)) if isinstance(images, ImageSet) else \
                 np.ascontiguousarray(images[start:stop])
-            yield self.preprocess(chunk, self.device)
+            yield self.preprocess(chunk, self.device, memory_format=self.memory_format)
 
     def _map(self, images: Images, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         with torch.inference_mode():

@@ -38,7 +38,7 @@ from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError
 from aelab.io import atomic_write, load_tensors, save_tensors, write_json
 from aelab.models import Autoencoder, create_model
-from aelab.models.base import has_convolutions
+from aelab.models.base import memory_format_for
 from aelab.run import CONFIG, METRICS, SUMMARY, WEIGHTS, Run, evaluate_model, resolve_device
 
 CHECKPOINT, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
@@ -107,10 +107,8 @@ class Trainer:
         # bf16 autocast and pinned host batches on CUDA only; channels_last for conv models everywhere:
         # oneDNN's CPU convolutions are ~1.4× faster in that layout (course conv model, quiet 2-core CPU).
         self.amp_dtype = _precision(cfg, self.device)
-        self.channels_last = has_convolutions(self.model)
-        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.memory_format = memory_format_for(self.model)
+        self.model.to(memory_format=self.memory_format)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # batch shapes repeat: time the conv algorithms once, keep the best
         self.optimizer = make_optimizer(self.model, cfg)
@@ -366,7 +364,7 @@ class Trainer:
             "backend": self.dist.backend,
             "precision": "bf16" if self.amp_dtype == torch.bfloat16 else "fp32",
             "compile": self.cfg.train.compile,
-            "channels_last": self.channels_last,
+            "channels_last": self.memory_format == torch.channels_last,
             "final_train_loss": last_epoch[-1]["train_loss"] if last_epoch else None,
             "mse": final["mse"], "psnr": final["psnr"], "ssim": final["ssim"],
             "wall_time_s": round(self.elapsed, 3),

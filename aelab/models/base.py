@@ -35,9 +35,11 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) ->
     raise ValueError(f"unknown loss '{kind}'")
 
 
-def has_convolutions(model: nn.Module) -> bool:
-    """Conv models run faster in channels_last layout (oneDNN on CPU, cuDNN on GPU)."""
-    return any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+def memory_format_for(model: nn.Module) -> torch.memory_format:
+    """The layout a model's weights and inputs take: channels_last for models with convolutions
+    (oneDNN on CPU and cuDNN on GPU run them faster so), the plain layout for the others."""
+    convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+    return torch.channels_last if convolutional else torch.contiguous_format
 
 
 class Autoencoder(nn.Module):

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from aelab.errors import AelabError  # noqa: E402
 from aelab.io import atomic_write  # noqa: E402
 
 
@@ -20,9 +21,14 @@ def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     import io
 
     path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
     buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise AelabError(f"{path}: a figure cannot be written as .{fmt}; use .png, .svg or .pdf")
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     atomic_write(path, buf.getvalue())
     return path
 

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from conftest import tiny_config
 
+from aelab.run import load_run
+
 AELAB = [sys.executable, "-m", "aelab"]
 
 
@@ -59,6 +61,12 @@ def test_evaluate_and_reconstruct(cli_run, tmp_path):
     res = aelab("evaluate", path, "--json")
     out = json.loads(res.stdout)
     assert res.returncode == 0 and out["n"] == 40 and 0 < out["ssim"] <= 1 and out["psnr"] > 5
+    # the numbers are the run's own measurement of its validation split, recomputed here from the images
+    run = load_run(path)
+    images = run.val_data().batch()
+    recon = run.reconstruct(images).astype(np.float64) / 255
+    assert out["mse"] == pytest.approx(((recon - images / 255) ** 2).mean(), rel=0.02)
+    assert out["psnr"] == pytest.approx(run.evaluate()["psnr"], rel=1e-6)
     res = aelab("evaluate", path, "--json", "--data", "builtin:faces?n=12&size=16&seed=5")
     assert json.loads(res.stdout)["n"] == 12
     res = aelab("reconstruct", path, "--ids", "0,5,9", "--data", "builtin:faces?n=12&size=16", "--out",
@@ -77,6 +85,9 @@ def bad(res, *needles):
 
 
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path, cli_run):
+    bad(aelab("reconstruct", cli_run[0], "--ids", "0", "--out", tmp_path / "r.xyz"), "r.xyz", ".png")
+    assert not (tmp_path / "r.xyz").exists()
+    bad(aelab("evaluate", cli_run[0], "--labels", tmp_path / "l.npy"), "--labels", "--data")
     bad(aelab("train", tmp_path / "missing.yaml"), "config file not found", "missing.yaml")
     cfg = write_config(tmp_path / "unknown.yaml", {**tiny_config(), "train": {"epochs": 1, "lrr": 0.1}})
     bad(aelab("train", cfg, "--out", tmp_path / "u"), "unknown config key 'train.lrr'", "did you mean 'lr'")

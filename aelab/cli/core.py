@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from aelab.cli.common import DATA, JSON, SET, app, console, print_json, table
+from aelab.errors import AelabError
 
 
 @app.command()
@@ -77,6 +78,8 @@ def evaluate(
     """MSE, PSNR and SSIM of reconstructions (images in [0, 1]); for generative runs, sample quality."""
     from aelab.run import load_run
 
+    if labels and not data:
+        raise AelabError(f"--labels {labels} labels the images of --data; give --data too")
     r = load_run(run)
     images = r.data(data, labels) if data else r.val_data()
     result = {"run": str(run), "data": images.name if data else f"{r.summary.get('evaluated_on', 'val')} split",

@@ -7,6 +7,7 @@ renamed into place (atomic on POSIX); weights are safetensors, never pickle.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -40,6 +41,22 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays to Python, paths to str, NaN/inf to None
+    (an edit that changes nothing has an infinite PSNR; strict JSON has no Infinity)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    return obj
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -760,23 +760,12 @@ def draw_interpolation(res: dict[str, Any], path: str | Path, title: str) -> Pat
     return save(fig, path, dpi=100)
 
 
-def _finite(obj: Any) -> Any:
-    """JSON-safe numbers: inf (an edit that changed nothing has infinite PSNR) and NaN become None."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # -- the demo's section ---------------------------------------------------------------------------
 
 def demo_section(demo: Any) -> list[str]:
     """``aelab demo``: per model an edit figure (the assignment's two edits and two measured ones on
     one face), a traversal grid with the factor each element tracks, and an interpolation."""
-    from aelab.io import write_json
+    from aelab.io import json_safe, write_json
 
     lines: list[str] = []
     numbers: dict[str, Any] = {}
@@ -797,7 +786,7 @@ def demo_section(demo: Any) -> list[str]:
         numbers[key] = {"edits": [{k: x[k] for k in ("edit", "mean_abs_change", "psnr")} for x in e["edits"]],
                         "traversal": t["elements"], "factors": t.get("factors", []),
                         "figures": [e["figure"], t["figure"], i["figure"]]}
-        write_json(run.path / "latent.json", _finite({"edit": e, "traversal": t, "interpolation": i}))
+        write_json(run.path / "latent.json", json_safe({"edit": e, "traversal": t, "interpolation": i}))
         changes = ", ".join(f"{x['edit']} {x['mean_abs_change']:.3f}" for x in e["edits"])
         lines.append(f"latent edits ({key}): {e['figure']}  (mean |change| per edit: {changes})")
         tracked = "; ".join(f"z[{f['element']}] ~ {f['factor']} (r={f['r']:+.2f})" for f in t.get("factors", [])[:3])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from aelab.io import json_safe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aelab: train, measure, edit, generate with and score image autoencoders.",
@@ -21,23 +22,8 @@ SET = typer.Option(None, "--set", help="Override a config key, e.g. --set train.
 DATA = typer.Option(None, "--data", help="Data source (default: the run's validation split).")
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe: numpy scalars and arrays to Python, NaN/inf to null."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return _clean(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    return obj
-
-
 def print_json(obj: Any) -> None:
-    typer.echo(json.dumps(_clean(obj), indent=2))
+    typer.echo(json.dumps(json_safe(obj), indent=2))
 
 
 def table(rows: list[dict[str, Any]], title: str | None = None, columns: list[str] | None = None) -> None:

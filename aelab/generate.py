@@ -25,9 +25,7 @@ not on which other ids were chosen or in what order.
 
 from __future__ import annotations
 
-import io
 import weakref
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,7 +36,7 @@ import torch
 from aelab.data.ids import parse_ids
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError
-from aelab.io import atomic_write
+from aelab.io import write_npy, write_npz
 
 if TYPE_CHECKING:
     from aelab.run import Run
@@ -412,32 +410,6 @@ def compare_noise_figure(run_a: Run, run_b: Run, ids: str | list[int], sigma: fl
                col_labels=["original", *(f"A{j + 1}" for j in range(v)), *(f"B{j + 1}" for j in range(v))],
                title=title, cell=1.0)
     return {"figure": str(path), **result}
-
-
-# -- files ------------------------------------------------------------------------
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
-def write_npy(path: str | Path, arr: np.ndarray) -> Path:
-    atomic_write(path, _npy_bytes(arr))
-    return Path(path)
-
-
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """An uncompressed ``.npz`` (what ``np.savez`` writes) with fixed timestamps, so the same
-    arrays always give the same bytes; written atomically."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, _npy_bytes(np.asarray(arr)))
-    atomic_write(path, buf.getvalue())
-    return Path(path)
 
 
 # -- the demo ---------------------------------------------------------------------

@@ -6,13 +6,16 @@ renamed into place (atomic on POSIX); weights are safetensors, never pickle.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -85,3 +88,27 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     return load_file(str(path), device=str(device))
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_npy(path: str | Path, arr: np.ndarray) -> Path:
+    atomic_write(path, _npy_bytes(arr))
+    return Path(path)
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """An uncompressed ``.npz`` (what ``np.savez`` writes) with fixed timestamps, so the same
+    arrays always give the same bytes; written atomically."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, _npy_bytes(np.asarray(arr)))
+    atomic_write(path, buf.getvalue())
+    return Path(path)

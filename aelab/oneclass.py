@@ -29,7 +29,7 @@ from aelab.config import Config, as_config
 from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, load_for
 from aelab.errors import AelabError
-from aelab.io import write_json
+from aelab.io import write_json, write_npy
 
 SUMMARY = "oneclass.json"
 
@@ -84,23 +84,13 @@ def prepare(cfg: Config, source: str, folder: Path, test_fraction: float, split_
     for part, pos in (("train", train_pos), ("test", test_pos)):
         subset = full.subset(pos)
         paths[part] = (folder / f"{part}-images.npy", folder / f"{part}-labels.npy")
-        _save_npy(paths[part][0], subset.batch())
-        _save_npy(paths[part][1], subset.get_labels())
+        write_npy(paths[part][0], subset.batch())
+        write_npy(paths[part][1], subset.get_labels())
     from aelab.data.sources import load_images
 
     test = load_images(f"npy:{paths['test'][0]}", labels=str(paths["test"][1]))
     data = {"source": f"npy:{paths['train'][0]}", "labels": str(paths["train"][1])}
     return data, test, sorted(np.unique(full.get_labels()).tolist()), names
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-
-    from aelab.io import atomic_write
-
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write(path, buf.getvalue())
 
 
 def class_config(cfg: Config, data: dict[str, Any], normal: int) -> Config:

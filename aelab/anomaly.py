@@ -26,7 +26,6 @@ to [0, 1], so numbers read the same for ``range: [-1, 1]`` and ``[0, 1]``:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -520,12 +519,6 @@ def _relative(path: str, root: Path) -> str:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
-
-
-def load_record(run_path: str | Path) -> dict[str, Any] | None:
-    """``RUN/anomaly.json`` as a dict, or None when the run was never scored with labels."""
-    path = Path(run_path) / ANOMALY_JSON
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _progress(enabled: bool, total: int):

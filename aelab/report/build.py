@@ -159,28 +159,17 @@ def _draw(run: Any, key: str, make: Callable[[Path], Any], report: Report, gener
     return path if path.is_file() else None
 
 
-def _module(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 # -- the parts of a run ------------------------------------------------------------------------------------------
 def _one_image(run: Any) -> Any:
-    data = run.val_data() if hasattr(run, "val_data") else run.data()
-    return data.batch([0])[0]
+    return run.val_data().batch([0])[0]
 
 
-def _spread_elements(run: Any, n: int) -> list[int] | None:
-    latent = _module("aelab.latent")
-    if latent is None or not hasattr(latent, "code_stats"):
-        return None
+def _spread_elements(run: Any, n: int) -> list[int]:
     import numpy as np
 
-    std = np.asarray(latent.code_stats(run)["std"])
+    from aelab.latent import code_stats
+
+    std = np.asarray(code_stats(run)["std"])
     return [int(i) for i in np.argsort(-std, kind="stable")[:n]]
 
 
@@ -188,21 +177,21 @@ def _edits(run: Any) -> list[str]:
     """Two elements pushed to the ends of their data range, then both together: what changes?"""
     import numpy as np
 
-    latent = _module("aelab.latent")
+    from aelab import latent
+
     img = _one_image(run)
     stats = latent.code_stats(run)
     code = run.encode(img[None]).reshape(-1)
-    if run.latent_size <= LARGE_CODE and hasattr(latent, "top_elements"):
-        dims = latent.top_elements(run, code, 2, "data")
-    else:
-        dims = _spread_elements(run, 2) or [0]
+    small = run.latent_size <= LARGE_CODE
+    dims = latent.top_elements(run, code, 2, "data") if small else _spread_elements(run, 2)
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     ops = [f"{d}={mean[d] + sign * 2 * std[d]:.3g}" for d, sign in zip(dims, (1, -1), strict=False)]
     return [*ops, ",".join(ops)] if len(ops) > 1 else ops
 
 
 def _traversal(run: Any, path: Path) -> Any:
-    latent = _module("aelab.latent")
+    from aelab import latent
+
     img = _one_image(run)
     if run.latent_size > LARGE_CODE:
         return latent.traverse_figure(run, img, path, dims=_spread_elements(run, 8), range="data", steps=9)
@@ -264,45 +253,45 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
     def draw_recon(p: Path) -> None:
         from aelab.figures import reconstruction_figure
 
-        data = run.val_data() if hasattr(run, "val_data") else run.data()
+        data = run.val_data()
         reconstruction_figure(run, data.subset(list(range(min(8, len(data))))), p)
 
     recon = _draw(run, "reconstructions", draw_recon, report, generate)
     part("reconstructions", "Reconstructions", figure(recon, "validation images above their reconstructions"))
 
-    latent = _module("aelab.latent")
-    if latent is not None:
-        edits = _draw(run, "edits", lambda p: latent.edit_figure(run, _one_image(run), _edits(run), p),
-                      report, generate)
-        trav = _draw(run, "traversal", lambda p: _traversal(run, p), report, generate)
-        between = _existing(run, "interpolation")
-        part("latent", "Latent edits and traversal",
-             figure(edits, "edits of one image's code, decoded; right: where the image changed") +
-             figure(trav, "each row sweeps one code element across its range, the others held at the image's code") +
-             figure(between, "decoded codes on the straight line between two images' codes"))
+    from aelab import generate as gen
+    from aelab import latent
 
-    gen = _module("aelab.generate")
-    if gen is not None:  # drawn for a VAE; shown for any run that has samples already (a fitted Gaussian)
-        vae = run.variational
-        samples = _draw(run, "samples", lambda p: gen.sample_figure(run, 32, p, seed=0), report, generate and vae)
-        partner = _partner(run, runs) if vae else None
-        noise = None
-        if vae and (partner is not None or _existing(run, "noise")) and hasattr(gen, "compare_noise_figure"):
-            ids = (run.val_data() if hasattr(run, "val_data") else run.data()).ids[:4].tolist()
-            noise = _draw(run, "noise", lambda p: gen.compare_noise_figure(partner, run, ids, 0.5, 0, p), report,
-                          generate and partner is not None)
-        quality = _read_json(run.path / "quality.json")
-        q = key_values([("samples compared", quality.get("n")), ("drawn from", quality.get("generated_from")),
-                        ("Fréchet distance: samples", quality.get("fd_generated")),
-                        ("Fréchet distance: reconstructions", quality.get("fd_reconstructed")),
-                        ("Fréchet distance: train vs held-out (floor)", quality.get("fd_train_vs_held_out")),
-                        ("sharpness, samples / real", quality.get("sharpness_ratio_generated")),
-                        ("sharpness, reconstructions / real", quality.get("sharpness_ratio_reconstructed"))]) \
-            if quality else ""
-        drawn = "the prior N(0, I)" if vae else "a distribution fitted to the training codes"
-        part("generation", "Generated samples",
-             figure(samples, f"codes drawn from {drawn}, decoded") + q +
-             figure(noise, "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B)"))
+    edits = _draw(run, "edits", lambda p: latent.edit_figure(run, _one_image(run), _edits(run), p),
+                  report, generate)
+    trav = _draw(run, "traversal", lambda p: _traversal(run, p), report, generate)
+    between = _existing(run, "interpolation")
+    part("latent", "Latent edits and traversal",
+         figure(edits, "edits of one image's code, decoded; right: where the image changed") +
+         figure(trav, "each row sweeps one code element across its range, the others held at the image's code") +
+         figure(between, "decoded codes on the straight line between two images' codes"))
+
+    # samples are drawn for a VAE; shown for any run that has them already (a fitted Gaussian)
+    vae = run.variational
+    samples = _draw(run, "samples", lambda p: gen.sample_figure(run, 32, p, seed=0), report, generate and vae)
+    partner = _partner(run, runs) if vae else None
+    noise = None
+    if vae and (partner is not None or _existing(run, "noise")):
+        ids = run.val_data().ids[:4].tolist()
+        noise = _draw(run, "noise", lambda p: gen.compare_noise_figure(partner, run, ids, 0.5, 0, p), report,
+                      generate and partner is not None)
+    quality = _read_json(run.path / "quality.json")
+    q = key_values([("samples compared", quality.get("n")), ("drawn from", quality.get("generated_from")),
+                    ("Fréchet distance: samples", quality.get("fd_generated")),
+                    ("Fréchet distance: reconstructions", quality.get("fd_reconstructed")),
+                    ("Fréchet distance: train vs held-out (floor)", quality.get("fd_train_vs_held_out")),
+                    ("sharpness, samples / real", quality.get("sharpness_ratio_generated")),
+                    ("sharpness, reconstructions / real", quality.get("sharpness_ratio_reconstructed"))]) \
+        if quality else ""
+    drawn = "the prior N(0, I)" if vae else "a distribution fitted to the training codes"
+    part("generation", "Generated samples",
+         figure(samples, f"codes drawn from {drawn}, decoded") + q +
+         figure(noise, "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B)"))
 
     anomaly = _read_json(run.path / "anomaly.json")
     if anomaly:

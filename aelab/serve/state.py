@@ -175,7 +175,6 @@ class LoadedRun:
         self._ranking_thread: threading.Thread | None = None
         self.ranking_error: str | None = None
         self._stop = threading.Event()
-        self._ids = data.ids
 
     # -- what the page needs to know ---------------------------------------------
     def info(self) -> dict[str, Any]:

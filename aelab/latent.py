@@ -416,12 +416,16 @@ def element_effects(run: Run, code: np.ndarray, ranges: Any = None, data: str | 
     return effects
 
 
+def largest_effects(effects: np.ndarray, n: int) -> list[int]:
+    """Indices of the ``n`` largest effects, largest first; ties go to the lower index."""
+    order = np.lexsort((np.arange(len(effects)), -np.asarray(effects)))
+    return [int(i) for i in order[:max(0, min(int(n), len(effects)))]]
+
+
 def top_elements(run: Run, code: np.ndarray, n: int, ranges: Any = None,
                  data: str | ImageSet | None = None) -> list[int]:
     """The ``n`` elements whose sweep moves the decoded image most, largest first (ties: lower index)."""
-    effects = element_effects(run, code, ranges, data)
-    order = np.lexsort((np.arange(len(effects)), -effects))
-    return [int(i) for i in order[:max(0, min(int(n), len(effects)))]]
+    return largest_effects(element_effects(run, code, ranges, data), n)
 
 
 # -- traversal ------------------------------------------------------------------------------
@@ -468,8 +472,7 @@ def traverse(run: Run, image: np.ndarray | ImageSet, dims: Any = None, top: int 
         k = 8 if top is None else int(top)
         if k < 1:
             raise AelabError(f"top must be at least 1, got {k}")
-        order = np.lexsort((np.arange(len(effects)), -effects))
-        chosen = [int(i) for i in order[:min(k, len(effects))]]
+        chosen = largest_effects(effects, k)
     d = np.asarray(chosen)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
     values = lo[d, None] + (hi[d] - lo[d])[:, None] * t[None, :]

@@ -305,7 +305,7 @@ class LoadedRun:
         self._ranking_thread.start()
 
     def _measure_effects(self) -> None:
-        from aelab.latent import code_stats, element_effects
+        from aelab.latent import code_stats, element_effects, largest_effects
 
         try:
             low, high = self.ranges()
@@ -318,8 +318,7 @@ class LoadedRun:
                     return
                 dims = np.arange(start, min(n, start + RANK_CHUNK))
                 effects[dims] = element_effects(self.run, mean, (low, high), dims=dims.tolist())[dims]
-            order = np.lexsort((np.arange(n), -effects))  # largest first, ties to the lower index (as top_elements)
-            self._effect_order = [int(i) for i in order[:self.top_n]]
+            self._effect_order = largest_effects(effects, self.top_n)
         except Exception as exc:  # keep serving with the spread order; say why in /api/runs
             self.ranking_error = f"{type(exc).__name__}: {exc}"
 

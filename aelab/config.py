@@ -184,6 +184,13 @@ def set_key(raw: dict[str, Any], key: str | list[str], value: Any, where: str = 
     node[path[-1]] = copy.deepcopy(value)
 
 
+def preset(name: str) -> Path:
+    """Path of a config shipped in the package (``configs/`` in the repository), by name or file name."""
+    from importlib.resources import files
+
+    return Path(str(files("aelab") / "configs" / (name if name.endswith(".yaml") else f"{name}.yaml")))
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     for item in overrides or []:

@@ -12,16 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from aelab.anomaly import demo_section as anomaly_section
-from aelab.config import load_config
+from aelab.config import load_config, preset
 from aelab.generate import demo_section as generation_section
 from aelab.latent import demo_section as latent_section
 from aelab.report.build import demo_section as report_section
-from aelab.run import Run
+from aelab.run import Run, load_run
+from aelab.sweep import run_state
 from aelab.train import train
 
 
@@ -34,11 +34,6 @@ class Demo:
     """'ae' (deep fcn) and 'vae' (conv VAE)."""
     result: dict[str, Any] = field(default_factory=dict)
     """Numbers each section adds for ``--json``."""
-
-
-def preset(name: str) -> Path:
-    """Path of a config shipped in the package (``configs/`` in the repository)."""
-    return Path(str(files("aelab") / "configs" / f"{name}.yaml"))
 
 
 # Per model: the shipped config and the changes the demo makes to it. The VAE gets a smaller batch and a
@@ -57,13 +52,9 @@ def train_models(demo: Demo) -> list[str]:
     for key, (name, changes) in PLANS.items():
         cfg = load_config(preset(name), [f"data.source={source}", *changes[size]])
         folder = demo.out / name
-        if (folder / "summary.json").exists():
-            from aelab.run import load_run
-
-            run = load_run(folder)
-            if run.config.to_dict() == cfg.to_dict():
-                demo.runs[key] = run
-                continue
+        if run_state(folder, cfg) == "done":  # finished earlier with this very config
+            demo.runs[key] = load_run(folder)
+            continue
         demo.runs[key] = train(cfg, folder, force=True, progress=demo.progress)
     return [f"runs: {', '.join(str(r.path) for r in demo.runs.values())}"]
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from aelab.config import Config, config_from_dict, parse_override
+from aelab.config import Config, apply_overrides, config_from_dict, preset
 from aelab.config import set_key as config_set_key
 from aelab.errors import AelabError, ConfigError
 from aelab.io import atomic_write
@@ -154,10 +154,7 @@ def _base(spec: dict[str, Any], folder: Path, where: str) -> dict[str, Any]:
         return copy.deepcopy(base)
     if not isinstance(base, str):
         raise ConfigError(f"{where}: 'base' must be a config path, a preset name or a mapping")
-    from importlib.resources import files
-
-    candidates = [folder / base, Path(base), Path(str(files("aelab") / "configs" / f"{base}.yaml")),
-                  Path(str(files("aelab") / "configs" / base))]
+    candidates = [folder / base, Path(base), preset(base)]
     for path in candidates:
         if path.is_file():
             try:
@@ -198,9 +195,7 @@ def load_sweep(spec: str | Path | dict[str, Any], overrides: list[str] | None = 
         raise ConfigError(f"{where}: 'set' must be a mapping of dotted keys to values")
     for key, value in changes.items():
         set_key(base, key, value)
-    for item in overrides or []:
-        path_parts, value = parse_override(item)
-        set_key(base, ".".join(path_parts), value)
+    base = apply_overrides(base, overrides)
     variants = spec.get("variants") or [{}]
     if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
         raise ConfigError(f"{where}: 'variants' must be a list of mappings")

@@ -143,6 +143,10 @@ def test_scores_match_an_independent_computation(fcn_run, vae_run, clean_and_cor
     mse, l2, l1 = (fcn_run.score(images, k) for k in ("mse", "l2", "l1"))
     assert l2 == pytest.approx(np.sqrt(mse * x[0].numel()), rel=1e-5)
     assert (l1 >= 0).all() and (l1 ** 2 <= mse + 1e-9).all()  # Jensen: mean|e|^2 <= mean e^2
+    # and exactly, from the float reconstructions (no uint8 rounding)
+    rt = fcn_run.preprocess.to_unit(torch.as_tensor(fcn_run.decode_tensor(fcn_run.encode(images)))).double()
+    assert mse == pytest.approx(((rt - x01) ** 2).mean((1, 2, 3)).numpy(), rel=1e-4)
+    assert l1 == pytest.approx((rt - x01).abs().mean((1, 2, 3)).numpy(), rel=1e-4)
     # ELBO: the training loss of a VAE, per image, with the posterior mean decoded
     mean, logvar = vae_run.encode_stats(images)
     xv = vae_run.to_model(images)

@@ -166,6 +166,11 @@ def test_preprocess_matches_manual_computation():
     np.testing.assert_array_equal(pm.inverse(pm(batch)), batch)
     resized = Preprocess([{"resize": 32}, {"center_crop": 16}])(batch)
     assert resized.shape == (4, 3, 16, 16) and resized.min() >= -1 and resized.max() <= 1
+    from PIL import Image  # an independent resize: PIL's bilinear (antialiased), then the middle 16×16
+
+    pil = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BILINEAR)) for im in batch])
+    expected = pil[:, 8:24, 8:24].transpose(0, 3, 1, 2) / 255 * 2 - 1
+    np.testing.assert_allclose(resized.numpy(), expected, atol=2 / 255)
 
 
 def test_preprocess_layouts_hold_the_same_values():

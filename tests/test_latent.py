@@ -426,3 +426,17 @@ def test_demo_section_writes_figures_and_strict_json(fcn, vae, tmp_path):
         saved = json.loads((run.path / "latent.json").read_text(), parse_constant=no_constants)
         assert len(saved["edit"]["edits"]) == 4 and saved["traversal"]["factors"]
     assert demo.result["latent"]["vae"]["traversal"][0]["low"] == pytest.approx(-1.959964, abs=1e-5)
+
+
+def test_slerp_follows_the_great_circle_and_linear_the_chord():
+    from aelab.latent import _path
+
+    a, b = np.array([3.0, 0.0, 0.0], np.float32), np.array([0.0, 3.0, 0.0], np.float32)
+    t = np.array([0.0, 0.25, 0.5, 1.0])
+    slerp, linear = _path(a, b, t, "slerp"), _path(a, b, t, "linear")
+    # orthogonal codes of equal norm: the slerp midpoint is (a + b)/√2 and every point keeps the norm
+    np.testing.assert_allclose(slerp[2], (a + b) / np.sqrt(2), rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(slerp, axis=1), 3.0, rtol=1e-6)
+    np.testing.assert_allclose(slerp[1], 3 * np.array([np.cos(np.pi / 8), np.sin(np.pi / 8), 0]), rtol=1e-6)
+    np.testing.assert_allclose(linear[2], (a + b) / 2, rtol=1e-6)
+    assert np.array_equal(slerp[0], a) and np.array_equal(slerp[-1], b)

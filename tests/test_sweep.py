@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tiny_config
 from typer.testing import CliRunner
@@ -136,6 +137,12 @@ def test_table_matches_the_run_folders(done_sweep):
         # the final train loss is the mean of the last epoch's per-iteration losses, batch-weighted
         log = [json.loads(ln) for ln in (out / r["run"] / "metrics.jsonl").read_text().splitlines()]
         assert s["final_train_loss"] == [x for x in log if "train_loss" in x][-1]["train_loss"]
+        steps = [x for x in log if "loss" in x and x["epoch"] == s["epochs"]]
+        size, n = cfg.train.batch_size, s["n_train"]
+        weights = [min(size, n - i * size) for i in range(len(steps))]
+        assert sum(weights) == n
+        assert s["final_train_loss"] == pytest.approx(np.average([x["loss"] for x in steps], weights=weights),
+                                                      rel=1e-6)
     # the independent evaluation of a run gives the table's validation numbers
     run = aelab.load_run(out / "vae_e2")
     assert run.evaluate()["psnr"] == pytest.approx(float(rows[3]["val_psnr"]), rel=1e-5)

@@ -7,8 +7,10 @@ import torch
 from conftest import tiny_config
 
 import aelab
+from aelab.config import as_config
 from aelab.errors import AelabError, RunError
 from aelab.run import load_run
+from aelab.train import Trainer, corrupt
 
 
 def records(run):
@@ -45,6 +47,31 @@ def test_same_seed_same_weights(tmp_path):
         assert ka == kb and torch.equal(va, vb)
     c = aelab.train(tiny_config(seed=1), out=tmp_path / "c")
     assert not torch.equal(a.model.state_dict()["encoder.1.weight"], c.model.state_dict()["encoder.1.weight"])
+
+
+def test_the_folder_holds_the_weights_training_ended_with(tmp_path):
+    """The trainer's in-memory model and the model loaded back from its folder are the same numbers."""
+    trainer = Trainer(as_config(tiny_config()), tmp_path / "w", progress=False)
+    run = trainer.fit()
+    trained, loaded = trainer.model.state_dict(), run.model.state_dict()
+    assert trained.keys() == loaded.keys()
+    for key in trained:
+        assert torch.equal(trained[key].contiguous(), loaded[key].contiguous()), key
+    assert run.evaluate()["mse"] == pytest.approx(run.summary["mse"], rel=1e-6)
+
+
+def test_corrupt_masks_or_adds_noise_only_where_it_says():
+    x = torch.rand(256, 3, 16, 16) * 2 - 1
+    masked = corrupt(x, as_config(tiny_config(train={"input_noise": {"type": "mask", "fraction": 0.3}})))
+    hit = (masked == -1).all(1)  # a masked pixel is the range's low end in every channel
+    assert hit.float().mean().item() == pytest.approx(0.3, abs=0.02)
+    kept = ~hit[:, None].expand_as(x)
+    assert torch.equal(masked[kept], x[kept])
+    noisy = corrupt(x, as_config(tiny_config(train={"input_noise": {"type": "gaussian", "std": 0.1}})))
+    inside = (x > -0.6) & (x < 0.6)  # away from the clamp at ±1
+    assert (noisy - x)[inside].std().item() == pytest.approx(0.1, rel=0.05)
+    assert noisy.min() >= -1 and noisy.max() <= 1
+    assert corrupt(x, as_config(tiny_config())) is x
 
 
 def test_save_load_gives_identical_outputs(tiny_run):

@@ -303,8 +303,17 @@ def _with(cfg: dict, **train) -> dict:
 def test_compile_on_request_trains_the_same_model(tmp_path, monkeypatch):
     train_mod = importlib.import_module("aelab.train")
     monkeypatch.setattr(train_mod, "COMPILE_BACKEND", "eager")  # dynamo's tracing without a C++ toolchain
+    calls, real_compile = [], torch.compile
+
+    def spy(model, **kwargs):
+        calls.append(kwargs)
+        return real_compile(model, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
     plain = aelab.train(SMALL_CONV, out=tmp_path / "plain")
+    assert calls == []
     compiled = aelab.train(_with(SMALL_CONV, compile=True), out=tmp_path / "compiled")
+    assert calls == [{"backend": "eager"}]  # the model really went through torch.compile, once
     assert compiled.summary["compile"] is True and plain.summary["compile"] is False
     assert compiled.summary["final_train_loss"] == pytest.approx(plain.summary["final_train_loss"], rel=1e-5)
 

@@ -355,8 +355,7 @@ def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str
     elif isinstance(images, ImageSet) and images.labels is not None:
         y = images.get_labels()
     started = time.perf_counter()
-    parts = components(run, images, components_for(kind), batch_size=batch_size, progress=progress, int8=int8)
-    scores = combine(parts) if kind == "combined" else parts[kind]
+    scores = score(run, images, kind, batch_size=batch_size, progress=progress, int8=int8)
     elapsed = time.perf_counter() - started
     ids = images.ids if isinstance(images, ImageSet) else np.arange(len(images))
     result: dict[str, Any] = {

@@ -97,6 +97,9 @@ def setup(device: torch.device, timeout_s: float = 1800.0) -> Dist:
 
 def teardown(d: Dist) -> None:
     if d.owned and tdist.is_initialized():
+        # Leave together: a rank that destroyed its gloo group while another still held its own
+        # sometimes aborted at exit ("terminate called without an active exception").
+        tdist.barrier()
         tdist.destroy_process_group()
 
 

@@ -14,6 +14,7 @@ With any other C library (macOS, Windows, musl) it does nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,9 @@ _lock = threading.Lock()
 _users = 0
 
 
-def _glibc() -> ctypes.CDLL | None:
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (looked up on first use, not at import), else None."""
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 -- present in glibc only
@@ -36,25 +39,23 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-_LIBC = _glibc()
-
-
 def active() -> bool:
     """Whether freed memory is being kept now (always False off glibc)."""
-    return _LIBC is not None and _users > 0
+    return _users > 0 and glibc() is not None
 
 
 @contextmanager
 def keep_freed_memory() -> Iterator[None]:
     """Serve large host allocations from a heap that is not trimmed, for the duration (nests)."""
     global _users
-    if _LIBC is None:
+    libc = glibc()
+    if libc is None:
         yield
         return
     with _lock:
         if _users == 0:
-            _LIBC.mallopt(M_MMAP_MAX, 0)
-            _LIBC.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)
+            libc.mallopt(M_MMAP_MAX, 0)
+            libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)
         _users += 1
     try:
         yield
@@ -62,6 +63,6 @@ def keep_freed_memory() -> Iterator[None]:
         with _lock:
             _users -= 1
             if _users == 0:
-                _LIBC.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-                _LIBC.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-                _LIBC.malloc_trim(0)  # give back what the run kept
+                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+                libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)  # give back what the run kept

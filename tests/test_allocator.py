@@ -11,7 +11,7 @@ import torch
 from aelab import allocator
 from aelab.allocator import keep_freed_memory
 
-pytestmark = pytest.mark.skipif(allocator._LIBC is None, reason="glibc only")
+pytestmark = pytest.mark.skipif(allocator.glibc() is None, reason="glibc only")
 BIG = 128 << 20  # above glibc's largest mmap threshold (32 MiB) and the free heap top it keeps (< 64 MiB)
 
 

@@ -10,6 +10,7 @@ Validation errors name the key, its value and the closest valid key.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aelab.errors import ConfigError, closest
+
+RUN_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+"""What a config's ``name`` may be: one path component (sweeps slug to the same set: ``1e+06`` keeps its +)."""
 
 
 class Strict(BaseModel):
@@ -88,6 +92,16 @@ class Config(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: Any = Field(default_factory=lambda: {"type": "fcn"}, validate_default=True)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, value: str) -> str:
+        # The name becomes a folder (runs/<name>, a sweep's or one-class study's sub-folder) that --force may
+        # replace: it must not climb out (`../x`), reach elsewhere (`/x`, `a/b`) or be the folder itself (`.`).
+        if not RUN_NAME.fullmatch(value) or value in {".", ".."}:
+            raise ValueError("must be one folder name: letters, digits and - _ . + only (not '.' or '..', "
+                             "no / or \\)")
+        return value
 
     @field_validator("model", mode="before")
     @classmethod

@@ -35,9 +35,8 @@ from aelab.io import load_tensors
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
+from aelab.runfolder import CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: F401 -- re-exported for callers
 
-CONFIG, WEIGHTS, METRICS = "config.yaml", "model.safetensors", "metrics.jsonl"
-SUMMARY, FIGURES = "summary.json", "figures"
 Images = np.ndarray | ImageSet
 
 

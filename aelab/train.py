@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 import aelab
-from aelab import distributed
+from aelab import distributed, runfolder
 from aelab.allocator import keep_freed_memory
 from aelab.config import Config, as_config
 from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, shard_batch, steps_per_epoch
@@ -39,9 +38,8 @@ from aelab.errors import AelabError, RunError
 from aelab.io import atomic_write, load_tensors, save_tensors, write_json
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
-from aelab.run import CONFIG, METRICS, SUMMARY, WEIGHTS, Run, evaluate_model, resolve_device
-
-CHECKPOINT, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
+from aelab.run import Run, evaluate_model, resolve_device
+from aelab.runfolder import CHECKPOINT, CHECKPOINT_META, CONFIG, METRICS, SUMMARY, WEIGHTS
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -144,15 +142,16 @@ class Trainer:
         out = self.out
         if resume and (out / CHECKPOINT_META).exists():
             return self._read_checkpoint()
-        if resume and (out / SUMMARY).exists():
+        held = runfolder.state(out)
+        if resume and held == "finished":
             raise RunError(f"{out}: the run is already finished; nothing to resume")
-        if out.exists() and any(out.iterdir()):
-            if (out / SUMMARY).exists() or (out / CHECKPOINT_META).exists() or (out / CONFIG).exists():
-                hint = "--resume to continue it, " if (out / CHECKPOINT_META).exists() else ""
-                raise RunError(f"run folder {out} already holds a run; use {hint}--force to replace it, "
-                               f"or another --out")
-            raise RunError(f"{out} exists and is not empty; choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
+        if held in ("unfinished", "finished"):
+            hint = "--resume to continue it, " if (out / CHECKPOINT_META).exists() else ""
+            raise RunError(f"run folder {out} already holds a run; use {hint}--force to replace it, "
+                           f"or another --out")
+        if held == "foreign" and out.is_dir() and not out.is_symlink():
+            raise RunError(f"{out} exists and is not an aelab run folder; choose another --out")
+        runfolder.make_folder(out)
         atomic_write(out / CONFIG, self.cfg.to_yaml())
         (out / METRICS).write_text("")
         return None
@@ -396,6 +395,7 @@ def _progress(enabled: bool, total: int, done: int):
 
 
 def default_out(cfg: Config) -> Path:
+    """``runs/<name>``: ``name`` is one path component (checked by the Config), so this stays under runs/."""
     return Path("runs") / cfg.name
 
 
@@ -405,14 +405,23 @@ def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None =
     """Train a model from a config (object, dict or YAML path) into a Run folder and return the Run.
 
     ``resume`` continues an interrupted run from its last epoch checkpoint;
-    ``force`` replaces whatever ``out`` holds. Launched by torchrun, every
-    process trains its shard and rank 0 writes the Run; ranks above 0 return None."""
+    ``force`` replaces a Run folder (finished or not), never a folder holding
+    anything else (``aelab.runfolder.check_replaceable``). ``out`` is created
+    (its last level only); without it the run goes to ``runs/<name>``. Launched
+    by torchrun, every process trains its shard and rank 0 writes the Run;
+    ranks above 0 return None."""
     cfg = as_config(config, overrides)
+    default = not out
     out = Path(out) if out else default_out(cfg)
     d = distributed.setup(resolve_device(cfg.train.device))
     try:
-        if force and not resume:
-            distributed.run_on_main(lambda: shutil.rmtree(out) if out.exists() else None, d)
+        def clear() -> None:
+            if default:
+                runfolder.make_folder(out.parent)  # runs/ is aelab's own default place
+            if force and not resume:
+                runfolder.replace_folder(out, runfolder.RUN)
+
+        distributed.run_on_main(clear, d)
         trainer = Trainer(cfg, out, resume=resume, progress=progress, dist=d)
         try:
             return trainer.fit()

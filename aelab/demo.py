@@ -21,6 +21,7 @@ from aelab.generate import demo_section as generation_section
 from aelab.latent import demo_section as latent_section
 from aelab.report.build import demo_section as report_section
 from aelab.run import Run, load_run
+from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder
 from aelab.sweep import run_state
 from aelab.train import train
 
@@ -44,6 +45,10 @@ PLANS = {
                          "full": ["train.epochs=8", "train.batch_size=64", "train.lr=0.002"]}),
 }
 FACES = {"quick": 1200, "full": 6000}
+RUNS = (*(name for name, _ in PLANS.values()), "anomaly")  # the anomaly section trains OUT/anomaly
+DEMO_FOLDER = FolderKind("demo folder", tuple(f"{name}/" for name in RUNS),
+                         ("report.html", "aug.npz", TEMP_FILES), tuple((name, RUN) for name in RUNS))
+"""OUT of the demo: its Runs, the generation section's ``aug.npz`` and the report."""
 
 
 def train_models(demo: Demo) -> list[str]:
@@ -85,9 +90,12 @@ SECTIONS: list[Callable[[Demo], list[str]]] = [train_models, architecture, recon
                                                generation_section, anomaly_section, report_section]
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    demo = Demo(Path(out), quick, progress)
-    demo.out.mkdir(parents=True, exist_ok=True)
+def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run every section into ``out`` (default ``runs/demo``). A folder of an earlier demo is reused
+    (runs with the same config are not trained again); any other non-empty folder is refused."""
+    if not out:
+        out = make_folder("runs") / "demo"
+    demo = Demo(open_folder(out, DEMO_FOLDER), quick, progress)
     started = time.perf_counter()
     outputs: list[str] = []
     seconds: dict[str, float] = {}

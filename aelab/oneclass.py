@@ -30,8 +30,14 @@ from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, load_for
 from aelab.errors import AelabError
 from aelab.io import write_json, write_npy
+from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder
 
 SUMMARY = "oneclass.json"
+DATA_FOLDER = FolderKind("one-class data folder", (), ("train-images.npy", "train-labels.npy", "test-images.npy",
+                                                       "test-labels.npy", TEMP_FILES))
+ONECLASS_FOLDER = FolderKind("one-class folder", (SUMMARY, "data/", "class-*/"), (SUMMARY, TEMP_FILES),
+                             (("data", DATA_FOLDER), ("class-*", RUN)))
+"""OUT of a one-class study: ``oneclass.json``, ``data/`` (the per-class split) and a Run per class."""
 
 
 def parse_normal(value: str | int | Sequence[int] | None) -> list[int] | None:
@@ -79,7 +85,7 @@ def prepare(cfg: Config, source: str, folder: Path, test_fraction: float, split_
         data = {"source": source, "labels": cfg.data.labels}
         return data, full.test, sorted(np.unique(full.get_labels()).tolist()), names
     train_pos, test_pos = split_per_class(full, test_fraction, split_seed)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True)
     paths = {}
     for part, pos in (("train", train_pos), ("test", test_pos)):
         subset = full.subset(pos)
@@ -117,8 +123,9 @@ def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = No
     check_kind(kind)
     cfg = as_config(config, overrides)
     source = data or cfg.data.source
-    out = Path(out) if out else Path("runs") / f"oneclass-{cfg.name}"
-    out = out.resolve()
+    if not out:
+        out = make_folder("runs") / f"oneclass-{cfg.name}"
+    out = open_folder(out, ONECLASS_FOLDER).resolve()  # never writes into (or --force replaces) a stranger's folder
     train_data, test, classes, names = prepare(cfg, source, out / "data", test_fraction, split_seed)
     wanted = parse_normal(normal) or classes
     missing = [c for c in wanted if c not in classes]

@@ -134,6 +134,7 @@ def feature_run(run: Run, progress: bool = False) -> Run:
         else:
             tmp.replace(home)
         return load_run(home)
+    home.parent.mkdir(exist_ok=True)  # RUN/quality/: train creates only the last level of its folder
     return train(feature_config(run), home, force=True, progress=progress)
 
 

@@ -64,11 +64,19 @@ class FolderKind:
     what: str
     """'run folder', 'sweep folder', ... (for messages)."""
     markers: tuple[str, ...]
-    """Entries that make a non-empty folder recognisably this kind; none listed: any folder of the right files."""
+    """Entries that make a non-empty folder recognisably this kind (``name/``: a sub-folder); none listed:
+    any folder of the right files."""
     files: tuple[str, ...]
     """Plain files aelab writes here."""
     folders: tuple[tuple[str, FolderKind], ...] = ()
     """Sub-folders aelab writes here, each with its own kind."""
+
+    def marks(self, entry: Path) -> bool:
+        """Whether ``entry`` is one of the markers (a pattern ending in / names a sub-folder)."""
+        if entry.is_symlink():
+            return False
+        return any(fnmatchcase(entry.name, m.removesuffix("/")) and entry.is_dir() == m.endswith("/")
+                   for m in self.markers)
 
     def subkind(self, name: str) -> FolderKind | None:
         return next((kind for pattern, kind in self.folders if fnmatchcase(name, pattern)), None)
@@ -93,7 +101,7 @@ def foreign_files(path: str | Path, kind: FolderKind = RUN) -> list[str]:
 
     def walk(folder: Path, kind: FolderKind, prefix: str) -> list[str]:
         entries = sorted(folder.iterdir())
-        if kind.markers and entries and not any(fnmatchcase(e.name, m) for e in entries for m in kind.markers):
+        if kind.markers and entries and not any(kind.marks(e) for e in entries):
             return [prefix + e.name + ("/" if e.is_dir() and not e.is_symlink() else "") for e in entries]
         found: list[str] = []
         for entry in entries:

@@ -40,9 +40,15 @@ from aelab.config import Config, apply_overrides, config_from_dict, preset
 from aelab.config import set_key as config_set_key
 from aelab.errors import AelabError, ConfigError
 from aelab.io import atomic_write
+from aelab.runfolder import RUN, TEMP_FILES, FolderKind, open_folder
+from aelab.runfolder import state as folder_state
 
 SWEEP_FILE, TABLE_CSV, TABLE_MD = "sweep.yaml", "table.csv", "table.md"
 LOSSES, LATENT = "losses.png", "latent.png"
+SWEEP_FOLDER = FolderKind("sweep folder", (SWEEP_FILE, "*/"),
+                          (SWEEP_FILE, TABLE_CSV, TABLE_MD, LOSSES, LATENT, TEMP_FILES), (("*", RUN),))
+"""A sweep folder: its own files and one Run folder per run (what ``--out`` may already hold to resume;
+runs trained into it beforehand are reused)."""
 
 # How a varied key shows in a run's folder name: prefix + value ("" = value alone).
 ALIASES = {"model.type": "", "model.backbone": "", "train.epochs": "e", "model.latent_dim": "z", "train.lr": "lr",
@@ -243,12 +249,16 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
 
 
 def run_state(folder: Path, cfg: Config) -> str:
-    """new | done | resume | restart | different (a finished run of another config)."""
+    """new | done | resume | restart | different (a finished run of another config).
+
+    Built on ``runfolder.state``; a folder that is not aelab's reads ``restart``, and the
+    ``--force`` that restarting uses refuses it."""
     from aelab.config import load_config
 
-    if not folder.exists() or not any(folder.iterdir()):
+    held = folder_state(folder)
+    if held in ("absent", "empty"):
         return "new"
-    if (folder / "summary.json").exists():
+    if held == "finished":
         try:
             same = load_config(folder / "config.yaml").to_dict() == cfg.to_dict()
         except AelabError:
@@ -324,8 +334,7 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, jo
         raise AelabError("overrides apply when the sweep is loaded: pass them to load_sweep")
     if jobs < 1:
         raise AelabError(f"--jobs {jobs}: must be at least 1")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = open_folder(out, SWEEP_FOLDER)  # new, empty, or this sweep's (or another's) folder: never a stranger's
     atomic_write(out / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False, allow_unicode=True))
     say = log or (lambda _line: None)
     total = len(sweep.variants)

@@ -74,7 +74,8 @@ def oneclass_cmd(
     normal: str = typer.Option("all", "--normal", help="Normal class(es), e.g. 3 or 0,1,2 or 0-9 (default: all); "
                                "one run per class."),
     kind: str = KIND,
-    out: Path = typer.Option(None, "--out", help="Folder for the runs (default: runs/oneclass-<name>)."),
+    out: Path = typer.Option(None, "--out", help="Folder for the runs (default: runs/oneclass-<name>). "
+                         "Created if absent (its parent must exist); a folder holding anything else is refused."),
     overrides: list[str] = SET,
     test_fraction: float = typer.Option(0.5, "--test-fraction", help="Share of each class held out for testing "
                                         "when the source has no test split."),

@@ -13,10 +13,12 @@ from aelab.errors import AelabError
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="Config YAML."),
-    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/<name>)."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/<name>). Created if absent; its parent "
+                             "must exist."),
     overrides: list[str] = SET,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
-    force: bool = typer.Option(False, "--force", help="Replace whatever the run folder holds."),
+    force: bool = typer.Option(False, "--force", help="Replace the run folder's run (finished or not); a folder "
+                               "holding anything aelab did not write is refused."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = JSON,
 ) -> None:
@@ -123,7 +125,8 @@ def reconstruct(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's runs and figures."),
+    out: Path = typer.Option(None, "--out", help="Folder for the demo's runs and figures (default: runs/demo). "
+                             "Created if absent (its parent must exist); an earlier demo's folder is reused."),
     quick: bool = typer.Option(False, "--quick", help="A smaller, faster demo (about 45 s)."),
     as_json: bool = JSON,
 ) -> None:

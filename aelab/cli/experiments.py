@@ -43,10 +43,13 @@ def models(
 @app.command()
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep YAML: a base config plus a grid and/or a list of variants."),
-    out: Path = typer.Option(..., "--out", help="Sweep folder: one Run folder per run, table.csv/.md, losses.png."),
+    out: Path = typer.Option(..., "--out", help="Sweep folder: one Run folder per run, table.csv/.md, "
+                          "losses.png. Created if absent (its parent must exist); a folder holding anything "
+                          "else is refused."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at once (threads split: cores // jobs each)."),
     overrides: list[str] = SET,
-    force: bool = typer.Option(False, "--force", help="Retrain runs whose folder holds another config."),
+    force: bool = typer.Option(False, "--force", help="Retrain runs whose folder holds another config (never "
+                               "replaces a folder holding files aelab did not write)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = JSON,
 ) -> None:

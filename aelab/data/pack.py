@@ -234,6 +234,8 @@ def pack_folder(source: str | Path, out: str | Path, *, size: tuple[int, int] | 
     out = Path(out)
     if out.suffix != ".npy":
         raise AelabError(f"--out {out}: the cache must be a .npy file")
+    if out.is_dir():  # --force replaces a cache file, never a folder
+        raise AelabError(f"--out {out} is a folder; the cache must be a .npy file")
     if out.exists() and not force:
         raise AelabError(f"{out} already exists; use --force to replace it")
     files = list_image_files(root)

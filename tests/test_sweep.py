@@ -156,6 +156,7 @@ def test_a_half_done_sweep_resumes(tmp_path, monkeypatch):
 
     s = load_sweep(spec(grid={"train.epochs": [1, 3]}))
     out = tmp_path / "half"
+    out.mkdir()  # train creates only the last level of its folder
     first, second = s.variants
     aelab.train(first.config, out / first.name)
     weights_mtime = (out / first.name / "model.safetensors").stat().st_mtime_ns

@@ -344,6 +344,10 @@ def test_oneclass_on_digits_end_to_end(oneclass_result):
         assert row["roc_auc"] == pytest.approx(roc_auc_score(test_y != c, scores))
     assert res["mean_roc_auc"] == pytest.approx(np.mean([r["roc_auc"] for r in res["rows"]]))
     assert json.loads((out / "oneclass.json").read_text())["mean_roc_auc"] == pytest.approx(res["mean_roc_auc"])
+    from aelab.oneclass import ONECLASS_FOLDER
+    from aelab.runfolder import foreign_files
+
+    assert foreign_files(out, ONECLASS_FOLDER) == []  # all of it is the study's own: a rerun may reuse the folder
 
 
 def test_oneclass_minmax_is_fitted_on_the_normal_class_and_reproduced(oneclass_result):

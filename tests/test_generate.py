@@ -295,6 +295,9 @@ def test_generation_quality_writes_json_and_reuses_the_feature_net(ae: aelab.Run
     assert qa["fd_train_vs_held_out"] == pytest.approx(q["fd_train_vs_held_out"])  # same real images, same net
     feats = FeatureExtractor(feature_run(vae))(vae.splits.full.batch(slice(0, 5)))
     assert feats.shape == (5, 16 + 32 + 64 + 32)
+    from aelab.runfolder import foreign_files
+
+    assert foreign_files(vae.path) == []  # quality.json and quality/ are a run's own: --force may replace it
 
 
 # -- the command line ----------------------------------------------------------------

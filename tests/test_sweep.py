@@ -115,6 +115,10 @@ def test_sweep_trains_every_run_and_writes_the_outputs(done_sweep):
     assert (out / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(done_sweep.states.values()) == {"new"}
     assert json.loads((out / "vae_e2" / "summary.json").read_text())["epochs"] == 2
+    from aelab.runfolder import foreign_files
+    from aelab.sweep import SWEEP_FOLDER
+
+    assert foreign_files(out, SWEEP_FOLDER) == []  # every file is the sweep's own: running it again reuses the folder
 
 
 def test_table_matches_the_run_folders(done_sweep):

@@ -139,3 +139,7 @@ def test_demo_quick_json(tmp_path):
     assert [r["family"] for r in out["table"]] == ["fcn", "vae"]
     assert all(r["PSNR"] > 10 for r in out["table"])
     assert (tmp_path / "demo" / "deep-fcn" / "figures" / "architecture.png").exists()
+    from aelab.demo import DEMO_FOLDER
+    from aelab.runfolder import foreign_files
+
+    assert foreign_files(tmp_path / "demo", DEMO_FOLDER) == []  # all the demo's own: a second demo reuses it

@@ -420,7 +420,7 @@ def draw_maps(run: Run, images: ImageSet | np.ndarray, scores: np.ndarray, anoma
 def heatmap_figure(inputs: np.ndarray, recons: np.ndarray, err: np.ndarray, path: Path, tags: Sequence[str],
                    title: str) -> Path:
     """Three rows: the image, its reconstruction, the error heat map over the image (one colour scale)."""
-    from aelab.plots import plt, save, show_image
+    from aelab.figures.base import plt, save, show_image
 
     n = len(inputs)
     vmax = float(np.quantile(err, 0.995)) or 1e-6
@@ -444,7 +444,7 @@ def heatmap_figure(inputs: np.ndarray, recons: np.ndarray, err: np.ndarray, path
 def score_histogram(scores: np.ndarray, anomalous: np.ndarray | None, path: Path, kind: str = "score",
                     measured: dict[str, Any] | None = None) -> Path:
     """Scores of normal and anomalous images on shared bins, with the best-F1 threshold."""
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     bins = np.histogram_bin_edges(scores, bins=min(60, max(10, len(scores) // 20)))
@@ -470,7 +470,7 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray | None, path: Path
 def roc_figure(scores: np.ndarray, anomalous: np.ndarray, path: Path, kind: str = "score",
                measured: dict[str, Any] | None = None) -> Path:
     """The ROC curve with its area and the operating point at 5% FPR."""
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     fpr, tpr, _ = roc_curve(scores, anomalous)
     m = measured or metrics(scores, anomalous)

@@ -186,7 +186,7 @@ def sample_figure(run: Run, n: int, path: str | Path, seed: int = 0, temperature
     """A grid of ``n`` samples, titled with what they were drawn from (``save``: also the .npz)."""
     import textwrap
 
-    from aelab.plots import image_grid
+    from aelab.figures.base import image_grid
 
     s = sample(run, n, seed, temperature, fit, components)
     root = int(np.ceil(np.sqrt(n)))
@@ -322,7 +322,7 @@ def _noise_text(aug: Augmented) -> str:
 
 def augment_figure(aug: Augmented, path: str | Path, title: str = "", max_rows: int = 24) -> Path:
     """Each original (first column) beside its variants, one row per source image."""
-    from aelab.plots import image_grid
+    from aelab.figures.base import image_grid
 
     n, v = len(aug.originals), aug.variants
     shown = min(n, max_rows)
@@ -388,7 +388,7 @@ def compare_noise_figure(run_a: Run, run_b: Run, ids: str | list[int], sigma: fl
     """One row per image: the original, A's variants, B's variants (the same noise). Returns the numbers."""
     import textwrap
 
-    from aelab.plots import image_grid
+    from aelab.figures.base import image_grid
 
     images = select(run_a, ids, data)
     run_b.check_images(images, "images for run B")

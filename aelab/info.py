@@ -91,7 +91,7 @@ def diagram(model: Autoencoder, path: str | Path, title: str = "") -> Path:
     of the layer before them."""
     import matplotlib.patches as patches
 
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     rows = describe(model)
     boxes: list[dict[str, Any]] = [{"label": "input", "shape": list(model.input_shape), "kind": "io", "params": 0}]

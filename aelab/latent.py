@@ -631,7 +631,7 @@ def draw_edits(result: dict[str, Any], path: str | Path, title: str) -> Path:
 
     Drawn as one picture with text on top (one imshow, not 32 axes), so it takes a fraction of a
     second: the edit is meant to be interactive."""
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     rows = result["edited"]
     h, w = result["recon"].shape[:2]
@@ -682,7 +682,7 @@ def draw_traversal(result: dict[str, Any], path: str | Path, title: str,
     its reconstruction sit on the left."""
     from matplotlib.patches import Rectangle
 
-    from aelab.plots import plt, save, show_image
+    from aelab.figures.base import plt, save, show_image
 
     grid = result["images"]
     n_rows, steps, h, w = grid.shape[:4]
@@ -740,7 +740,7 @@ def draw_traversal(result: dict[str, Any], path: str | Path, title: str,
 
 def draw_interpolation(res: dict[str, Any], path: str | Path, title: str) -> Path:
     """Original A, the decoded path from A's code to B's, original B, in one row."""
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     images = res["images"]
     a, b = res["originals"]

@@ -522,7 +522,7 @@ def losses_figure(out: Path, variants: list[Variant], path: Path, title: str = "
     (same seed, fewer epochs) stays visible on top."""
     import numpy as np
 
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     curves = []
     for v in variants:
@@ -594,7 +594,7 @@ def latent_figure(rows: list[dict[str, Any]], sweep: Sweep, path: Path, title: s
     import numpy as np
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    from aelab.plots import plt, save
+    from aelab.figures.base import plt, save
 
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

@@ -374,7 +374,7 @@ class Trainer:
             "aelab": aelab.__version__,
             "python": platform.python_version(),
         }
-        from aelab.plots import loss_curve
+        from aelab.figures.base import loss_curve
 
         (self.out / "figures").mkdir(exist_ok=True)
         loss_curve(records, self.out / "figures" / "loss.png", title=self.cfg.name)

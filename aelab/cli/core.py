@@ -112,7 +112,7 @@ def reconstruct(
 ) -> None:
     """Originals above their reconstructions, each titled with its PSNR."""
     from aelab.data.ids import parse_ids
-    from aelab.figures import reconstruction_figure
+    from aelab.figures.run import reconstruction_figure
     from aelab.run import load_run
 
     r = load_run(run)

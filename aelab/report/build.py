@@ -243,7 +243,7 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
          '<details open><summary>Layer table</summary>' + table_html(layers, cls="compact") + "</details>")
 
     def draw_loss(p: Path) -> None:
-        from aelab.plots import loss_curve
+        from aelab.figures.base import loss_curve
 
         loss_curve(run.metrics_log(), p, title=run.name)
 
@@ -251,7 +251,7 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
     part("loss", "Loss", figure(loss, "training loss per iteration and validation MSE per epoch"))
 
     def draw_recon(p: Path) -> None:
-        from aelab.figures import reconstruction_figure
+        from aelab.figures.run import reconstruction_figure
 
         data = run.val_data()
         reconstruction_figure(run, data.subset(list(range(min(8, len(data))))), p)

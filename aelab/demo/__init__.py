@@ -76,7 +76,7 @@ def architecture(demo: Demo) -> list[str]:
 
 
 def reconstructions(demo: Demo) -> list[str]:
-    from aelab.figures import reconstruction_figure
+    from aelab.figures.run import reconstruction_figure
 
     lines = []
     for run in demo.runs.values():

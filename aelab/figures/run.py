@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from aelab.data.imageset import ImageSet
+from aelab.figures.base import image_grid
 from aelab.metrics import reconstruction_metrics
-from aelab.plots import image_grid
 from aelab.run import Run
 
 

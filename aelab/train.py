@@ -47,8 +47,8 @@ from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
 from aelab.run import CONFIG, METRICS, SUMMARY, WEIGHTS, Run, evaluate_model, resolve_device
 
-# The checkpoint is one safetensors file; CHECKPOINT_META is the second file of the
-# pre-0.2 format (a kill between its two renames paired new weights with an old step),
+# The checkpoint is one safetensors file; CHECKPOINT_META is the second file of the older
+# two-file format (a kill between its two renames paired new weights with an old step),
 # kept only to refuse such folders on --resume.
 CHECKPOINT, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "aelab-checkpoint", "2"
@@ -278,8 +278,8 @@ class Trainer:
     def _read_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         out = self.out
         if (out / CHECKPOINT_META).exists():
-            raise RunError(f"{out / CHECKPOINT_META}: a checkpoint in the two-file format of aelab before 0.2, which "
-                           f"a kill can leave with weights and step out of step; retrain with --force")
+            raise RunError(f"{out / CHECKPOINT_META}: an older two-file checkpoint, which a kill can leave with "
+                           f"weights and step that do not belong together; it is not resumed, retrain with --force")
         meta, tensors = read_checkpoint(out / CHECKPOINT)
         if meta["config"] != self.cfg.to_dict():
             raise RunError(f"{out}: --resume with a config that differs from the one the run started with")
@@ -290,9 +290,9 @@ class Trainer:
         steps = [r["step"] for r in kept if "loss" in r]
         epochs = [r["epoch"] for r in kept if "train_loss" in r]
         if steps != list(range(1, meta["step"] + 1)) or epochs != list(range(1, meta["epoch"] + 1)):
-            raise RunError(f"{out / METRICS}: holds {len(steps)} step and {len(epochs)} epoch records up to step "
-                           f"{meta['step']}, but the checkpoint is at step {meta['step']}, epoch {meta['epoch']}; "
-                           f"the log and the checkpoint do not belong together")
+            raise RunError(f"{out / METRICS}: {len(steps)} step and {len(epochs)} epoch records up to step "
+                           f"{meta['step']}, where the checkpoint (step {meta['step']}, epoch {meta['epoch']}) needs "
+                           f"{meta['step']} and {meta['epoch']}; the log and the checkpoint do not belong together")
         atomic_write(out / METRICS, "".join(ln + "\n" for ln, _ in kept_lines))
         remove_stray_temps(out)
         return meta, tensors
@@ -302,6 +302,12 @@ class Trainer:
         this model: the names and shapes of the weights, the optimiser's parameters and the shapes of its
         moments, Adam's own step count, and the step the epoch count implies."""
         path = self.out / CHECKPOINT
+        written_by = meta["world_size"]
+        per_epoch = steps_per_epoch(len(self.splits.train), self.cfg.train.batch_size, written_by)
+        if per_epoch != self.per_epoch:  # another world size is fine while an epoch keeps its number of steps
+            raise RunError(f"{self.out}: the checkpoint was written by {written_by} process(es), {per_epoch} steps "
+                           f"per epoch; {self.dist.world} process(es) take {self.per_epoch}; resume with "
+                           f"{written_by} process(es)")
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         expected = self.model.state_dict()
         wrong = sorted(set(weights) ^ set(expected)) or \
@@ -327,7 +333,6 @@ class Trainer:
         if adam_steps and adam_steps != {float(meta["step"])}:
             raise RunError(f"{path}: the optimiser state is at step {sorted(adam_steps)[-1]:g} but the checkpoint "
                            f"says step {meta['step']}")
-        per_epoch = steps_per_epoch(len(self.splits.train), self.cfg.train.batch_size, meta["world_size"])
         implied = meta["epoch"] * per_epoch
         if self.cfg.train.max_steps:
             implied = min(implied, self.cfg.train.max_steps)
@@ -336,13 +341,6 @@ class Trainer:
                            f"{per_epoch} steps; the step count and the epoch do not belong together")
 
     def _apply_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        written_by = meta.get("world_size", 1)
-        if written_by != self.dist.world:  # fine while an epoch keeps its number of steps (the short last batch)
-            before = steps_per_epoch(len(self.splits.train), self.cfg.train.batch_size, written_by)
-            if before != self.per_epoch:
-                raise RunError(f"{self.out}: the checkpoint was written by {written_by} process(es), {before} steps "
-                               f"per epoch; {self.dist.world} process(es) take {self.per_epoch}; resume with "
-                               f"{written_by} process(es)")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, Any]] = {}
         for k, v in tensors.items():

@@ -186,6 +186,7 @@ def test_random_kills_then_resume(reference, tmp_path):
             assert code == 0, (trial, kills, log)
         _assert_same_run(out, ref)
         total_kills += kills
+    print(f"random kills: {total_kills} over 12 trials, all resumed bit-identical")
     assert total_kills >= 12  # the loop really interrupted runs
 
 

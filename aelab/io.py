@@ -1,7 +1,11 @@
-"""Files written so that a reader never sees half of one.
+"""Files written so that a reader never sees half of one, even after a crash.
 
-Everything goes to a temporary name in the same folder first and is then
-renamed into place (atomic on POSIX); weights are safetensors, never pickle.
+Everything goes to a temporary name in the same folder first, is fsynced, and
+is then renamed into place (atomic on POSIX); the folder is fsynced after the
+rename so the new name itself survives a power cut. A process killed at any
+point leaves either the old file or the new one, plus at most a stray
+``.<name>.*.tmp`` (``remove_stray_temps`` clears those). Weights are
+safetensors, never pickle.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from aelab._testhooks import pause_at
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -33,17 +39,64 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def _point(path: Path, stage: str) -> str:
+    return f"{path.name.split('.')[0]}-{stage}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or removal in ``folder`` durable (the entry lives in the folder, not the file)."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: str, path: Path) -> None:
+    """The one way a file gets into place: its bytes on disk, then the rename, then the rename on disk.
+    Without the first fsync a crash can leave the new name pointing at an empty or partial file."""
+    pause_at(_point(path, "before-fsync"))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    pause_at(_point(path, "before-replace"))
+    os.replace(tmp, path)
+    pause_at(_point(path, "after-replace"))
+    _fsync_dir(path.parent)
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` atomically and durably (see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove(path: str | Path) -> None:
+    """Delete ``path`` (if there) and make the deletion durable."""
+    path = Path(path)
+    pause_at(_point(path, "before-remove"))
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    pause_at(_point(path, "after-remove"))
+    _fsync_dir(path.parent)
+
+
+def remove_stray_temps(folder: str | Path) -> None:
+    """Delete the temporary files a killed writer left in ``folder`` (call only while nothing writes there)."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def json_safe(obj: Any) -> Any:
@@ -63,7 +116,12 @@ def json_safe(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    atomic_write(path, dumps_json(obj, indent=2) + "\n")
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """JSON text for ``obj``; numpy values and paths become plain JSON."""
+    return json.dumps(obj, indent=indent, default=_jsonable)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -75,12 +133,13 @@ def _jsonable(obj: Any) -> Any:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file written like ``atomic_write``: atomically and durably."""
     path = Path(path)
     fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -75,7 +75,7 @@ class Run:
         if not self.path.is_dir():
             raise RunError(f"run folder not found: {self.path}")
         if not (self.path / SUMMARY).exists():
-            state = "was interrupted or is still training" if (self.path / "checkpoint.json").exists() else \
+            state = "was interrupted or is still training" if (self.path / "checkpoint.safetensors").exists() else \
                 "has no summary.json"
             raise RunError(f"{self.path}: not a finished run ({state}); finish it with `aelab train "
                            f"{self.path / CONFIG} --out {self.path} --resume`")

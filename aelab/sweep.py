@@ -264,12 +264,13 @@ def run_state(folder: Path, cfg: Config) -> str:
         except AelabError:
             same = False
         return "done" if same else "different"
-    meta = folder / "checkpoint.json"
-    if meta.exists() and (folder / "checkpoint.safetensors").exists():
+    from aelab.train import CHECKPOINT, CHECKPOINT_META, read_checkpoint
+
+    if (folder / CHECKPOINT).exists() and not (folder / CHECKPOINT_META).exists():
         try:
-            if json.loads(meta.read_text()).get("config") == cfg.to_dict():
+            if read_checkpoint(folder / CHECKPOINT, tensors=False)[0]["config"] == cfg.to_dict():
                 return "resume"
-        except json.JSONDecodeError:
+        except AelabError:  # unreadable, or a format this aelab does not resume: train it again
             pass
     return "restart"
 

@@ -3,8 +3,14 @@
 Data stays uint8 until a batch is drawn; each batch is converted and
 preprocessed as one tensor op. The epoch order is a permutation seeded by
 (seed, epoch), so a resumed run draws exactly the batches it would have.
-Checkpoints (weights, optimiser state, RNG state) are written atomically each
-epoch; ``summary.json`` is written last and marks the run finished.
+Each epoch ends with one checkpoint file (weights, optimiser state, RNG state
+and, in its safetensors metadata, the step count and config), written
+atomically and durably, so weights, optimiser state and step can only be
+replaced together; ``--resume`` checks that they still belong together and
+with ``metrics.jsonl``. A run ends with ``model.safetensors``, then
+``summary.json`` (which marks it finished), then the checkpoint's removal: a
+kill at any point leaves a folder that ``--resume`` completes to the same
+weights.
 
 Under torchrun the same loop runs in every process (see ``aelab.distributed``):
 each rank takes its part of every global batch, DistributedDataParallel
@@ -35,11 +41,69 @@ from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, make_splits
 from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError
-from aelab.io import atomic_write, load_tensors, save_tensors, write_json
+from aelab.io import atomic_write, dumps_json, remove, remove_stray_temps, save_tensors, write_json
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
 from aelab.run import Run, evaluate_model, resolve_device
 from aelab.runfolder import CHECKPOINT, CHECKPOINT_META, CONFIG, METRICS, SUMMARY, WEIGHTS
+
+# The checkpoint is one safetensors file (runfolder.CHECKPOINT); runfolder.CHECKPOINT_META is the second
+# file of the older two-file format, kept only to refuse such folders on --resume.
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "aelab-checkpoint", "2"
+_META_KEYS = ("epoch", "step", "elapsed_s", "images_seen", "world_size", "param_groups", "optim_scalars", "config")
+
+
+def read_checkpoint(path: Path, tensors: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A checkpoint's meta (from the safetensors metadata) and, with ``tensors``, its tensors.
+    Anything unreadable, truncated or not an aelab checkpoint of this version is a RunError naming the file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            header = fh.metadata() or {}
+            found = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}  # noqa: SIM118 -- not a dict
+    except FileNotFoundError:
+        raise RunError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # safetensors has its own error types for truncated or corrupt files
+        raise RunError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                       f"the run cannot be resumed, retrain it with --force") from None
+    if header.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: not an aelab checkpoint (no '{CHECKPOINT_FORMAT}' format in its metadata)")
+    if header.get("version") != CHECKPOINT_VERSION:
+        raise RunError(f"{path}: checkpoint format version {header.get('version')}; this aelab reads version "
+                       f"{CHECKPOINT_VERSION}; retrain with --force")
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, json.JSONDecodeError):
+        raise RunError(f"{path}: the checkpoint's metadata is not valid JSON") from None
+    missing = [k for k in _META_KEYS if k not in meta]
+    if missing:
+        raise RunError(f"{path}: the checkpoint's metadata lacks {', '.join(missing)}")
+    return meta, found
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl. A torn last line (a kill in the middle of writing it) is
+    dropped; a bad line anywhere else is a RunError naming the file and line."""
+    return [rec for _, rec in _log_lines(path)]
+
+
+def _log_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    lines = path.read_text().splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                raise ValueError
+        except ValueError:
+            if i == len(lines) - 1:
+                break
+            raise RunError(f"{path}: line {i + 1} is not a log record") from None
+        records.append((line, rec))
+    return records
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -140,13 +204,16 @@ class Trainer:
 
     def _open_folder(self, resume: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
         out = self.out
-        if resume and (out / CHECKPOINT_META).exists():
+        if resume and ((out / CHECKPOINT).exists() or (out / CHECKPOINT_META).exists()):
             return self._read_checkpoint()
         held = runfolder.state(out)
         if resume and held == "finished":
             raise RunError(f"{out}: the run is already finished; nothing to resume")
+        if resume and self._killed_before_first_checkpoint():
+            runfolder.replace_folder(out)  # nothing to keep: start it again
+            held = runfolder.state(out)
         if held in ("unfinished", "finished"):
-            hint = "--resume to continue it, " if (out / CHECKPOINT_META).exists() else ""
+            hint = "--resume to continue it, " if (out / CHECKPOINT).exists() else ""
             raise RunError(f"run folder {out} already holds a run; use {hint}--force to replace it, "
                            f"or another --out")
         if held == "foreign" and out.is_dir() and not out.is_symlink():
@@ -155,6 +222,24 @@ class Trainer:
         atomic_write(out / CONFIG, self.cfg.to_yaml())
         (out / METRICS).write_text("")
         return None
+
+    def _killed_before_first_checkpoint(self) -> bool:
+        """Whether ``out`` holds only the start of this run (its config, a log, a writer's temp files):
+        a kill before the first checkpoint, which --resume restarts from step 0."""
+        out = self.out
+        if not out.is_dir() or not (out / CONFIG).exists():
+            names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+            return bool(names) and all(n.startswith(".") and n.endswith(".tmp") for n in names)
+        names = {p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+        if not names <= {CONFIG, METRICS}:
+            return False
+        from aelab.config import load_config
+
+        try:
+            same = load_config(out / CONFIG).to_dict() == self.cfg.to_dict()
+        except AelabError:
+            return False
+        return same
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         """Every rank's RNG state, on rank 0 (a collective: all ranks call it)."""
@@ -183,31 +268,79 @@ class Trainer:
                 else:
                     scalars[f"{idx}.{key}"] = value
         tensors.update(rng)
-        save_tensors(self.out / CHECKPOINT, tensors)
-        write_json(self.out / CHECKPOINT_META, {
-            "epoch": self.epoch, "step": self.step, "elapsed_s": self.elapsed, "images_seen": self.images_seen,
-            "world_size": self.dist.world,
-            "param_groups": opt["param_groups"], "optim_scalars": scalars, "config": self.cfg.to_dict()})
+        meta = {"epoch": self.epoch, "step": self.step, "elapsed_s": self.elapsed, "images_seen": self.images_seen,
+                "world_size": self.dist.world, "param_groups": opt["param_groups"], "optim_scalars": scalars,
+                "config": self.cfg.to_dict()}
+        # One file, one rename: weights, optimiser state, RNG state and step cannot be torn apart.
+        save_tensors(self.out / CHECKPOINT, tensors, metadata={
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "meta": dumps_json(meta)})
 
     def _read_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        meta = json.loads((self.out / CHECKPOINT_META).read_text())
-        if meta.get("config") != self.cfg.to_dict():
-            raise RunError(f"{self.out}: --resume with a config that differs from the one the run started with")
-        tensors = load_tensors(self.out / CHECKPOINT)
-        # drop log lines written after the checkpoint (they will be written again)
-        lines = (self.out / METRICS).read_text().splitlines()
-        kept = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= meta["step"]]
-        atomic_write(self.out / METRICS, "".join(ln + "\n" for ln in kept))
+        out = self.out
+        if (out / CHECKPOINT_META).exists():
+            raise RunError(f"{out / CHECKPOINT_META}: an older two-file checkpoint, which a kill can leave with "
+                           f"weights and step that do not belong together; it is not resumed, retrain with --force")
+        meta, tensors = read_checkpoint(out / CHECKPOINT)
+        if meta["config"] != self.cfg.to_dict():
+            raise RunError(f"{out}: --resume with a config that differs from the one the run started with")
+        self._check_checkpoint(meta, tensors)
+        # drop log records written after the checkpoint (they will be written again) and a torn last line
+        kept_lines = [(ln, r) for ln, r in _log_lines(out / METRICS) if r["step"] <= meta["step"]]
+        kept = [r for _, r in kept_lines]
+        steps = [r["step"] for r in kept if "loss" in r]
+        epochs = [r["epoch"] for r in kept if "train_loss" in r]
+        if steps != list(range(1, meta["step"] + 1)) or epochs != list(range(1, meta["epoch"] + 1)):
+            raise RunError(f"{out / METRICS}: {len(steps)} step and {len(epochs)} epoch records up to step "
+                           f"{meta['step']}, where the checkpoint (step {meta['step']}, epoch {meta['epoch']}) needs "
+                           f"{meta['step']} and {meta['epoch']}; the log and the checkpoint do not belong together")
+        atomic_write(out / METRICS, "".join(ln + "\n" for ln, _ in kept_lines))
+        remove_stray_temps(out)
         return meta, tensors
 
+    def _check_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Refuse a checkpoint whose weights, optimiser state and step do not belong to each other or to
+        this model: the names and shapes of the weights, the optimiser's parameters and the shapes of its
+        moments, Adam's own step count, and the step the epoch count implies."""
+        path = self.out / CHECKPOINT
+        written_by = meta["world_size"]
+        per_epoch = steps_per_epoch(len(self.splits.train), self.cfg.train.batch_size, written_by)
+        if per_epoch != self.per_epoch:  # another world size is fine while an epoch keeps its number of steps
+            raise RunError(f"{self.out}: the checkpoint was written by {written_by} process(es), {per_epoch} steps "
+                           f"per epoch; {self.dist.world} process(es) take {self.per_epoch}; resume with "
+                           f"{written_by} process(es)")
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        expected = self.model.state_dict()
+        wrong = sorted(set(weights) ^ set(expected)) or \
+            [k for k in expected if tuple(weights[k].shape) != tuple(expected[k].shape)]
+        if wrong:
+            raise RunError(f"{path}: the checkpoint's weights do not match the model ({wrong[0]})")
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        ids = [g.get("params") for g in meta["param_groups"]]
+        if ids != [g["params"] for g in self.optimizer.state_dict()["param_groups"]]:
+            raise RunError(f"{path}: the checkpoint's optimiser holds other parameters than the model's")
+        adam_steps = set()
+        for key, value in tensors.items():
+            if not key.startswith("optim."):
+                continue
+            _, idx, name = key.split(".", 2)
+            if not idx.isdigit() or int(idx) >= len(params) or \
+                    (value.dim() > 0 and tuple(value.shape) != tuple(params[int(idx)].shape)):
+                raise RunError(f"{path}: optimiser state {key} does not match the model's parameters")
+            if name == "step":
+                adam_steps.add(float(value))
+        if meta["step"] > 0 and not any(k.startswith("optim.") for k in tensors) and not meta["optim_scalars"]:
+            raise RunError(f"{path}: the checkpoint is at step {meta['step']} but holds no optimiser state")
+        if adam_steps and adam_steps != {float(meta["step"])}:
+            raise RunError(f"{path}: the optimiser state is at step {sorted(adam_steps)[-1]:g} but the checkpoint "
+                           f"says step {meta['step']}")
+        implied = meta["epoch"] * per_epoch
+        if self.cfg.train.max_steps:
+            implied = min(implied, self.cfg.train.max_steps)
+        if meta["step"] != implied:
+            raise RunError(f"{path}: the checkpoint says step {meta['step']} after {meta['epoch']} epoch(s) of "
+                           f"{per_epoch} steps; the step count and the epoch do not belong together")
+
     def _apply_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        written_by = meta.get("world_size", 1)
-        if written_by != self.dist.world:  # fine while an epoch keeps its number of steps (the short last batch)
-            before = steps_per_epoch(len(self.splits.train), self.cfg.train.batch_size, written_by)
-            if before != self.per_epoch:
-                raise RunError(f"{self.out}: the checkpoint was written by {written_by} process(es), {before} steps "
-                               f"per epoch; {self.dist.world} process(es) take {self.per_epoch}; resume with "
-                               f"{written_by} process(es)")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, Any]] = {}
         for k, v in tensors.items():
@@ -284,6 +417,8 @@ class Trainer:
                     self.epoch += 1
                     log.write(json.dumps(self._epoch_record(epoch_loss / max(epoch_n, 1))) + "\n")
                     log.flush()
+                    if d.main:  # the checkpoint about to be written says these records exist
+                        os.fsync(log.fileno())
                     now = time.perf_counter()
                     self.elapsed += now - started
                     started, seen_at_start = now, self.images_seen
@@ -337,8 +472,11 @@ class Trainer:
         return Run(self.out, device=self.device) if self.dist.main else None
 
     def _write_results(self, final: dict[str, float]) -> None:
+        """Weights, figure, then summary.json, then the checkpoint's removal, each durable before the next:
+        until summary.json is on disk the checkpoint stays, so a kill anywhere here leaves a run that
+        --resume finishes (from the last checkpoint, at the last step: it trains nothing again)."""
         save_tensors(self.out / WEIGHTS, self.model.state_dict(), metadata={"format": "pt", "aelab": aelab.__version__})
-        records = [json.loads(ln) for ln in (self.out / METRICS).read_text().splitlines() if ln.strip()]
+        records = read_log(self.out / METRICS)
         last_epoch = [r for r in records if "train_loss" in r]
         params = sum(p.numel() for p in self.model.parameters())
         summary = {
@@ -378,9 +516,9 @@ class Trainer:
 
         (self.out / "figures").mkdir(exist_ok=True)
         loss_curve(records, self.out / "figures" / "loss.png", title=self.cfg.name)
-        for name in (CHECKPOINT, CHECKPOINT_META):
-            (self.out / name).unlink(missing_ok=True)
         write_json(self.out / SUMMARY, summary)
+        for name in (CHECKPOINT, CHECKPOINT_META):
+            remove(self.out / name)
 
 
 def _progress(enabled: bool, total: int, done: int):
@@ -426,8 +564,9 @@ def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None =
         try:
             return trainer.fit()
         except BaseException:
-            # A failed run must not look finished: summary.json is only written on success.
-            if d.main:
+            # A failed run must not look finished. Once the checkpoint is gone the summary is the run's
+            # only record of having finished, so it stays (a Ctrl-C there lands after the work is done).
+            if d.main and (out / CHECKPOINT).exists():
                 (out / SUMMARY).unlink(missing_ok=True)
             raise
     finally:

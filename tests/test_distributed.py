@@ -20,7 +20,8 @@ from aelab import distributed
 from aelab.data.batches import epoch_batches, epoch_order, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, RunError
-from aelab.io import load_tensors
+from aelab.io import load_tensors, save_tensors
+from aelab.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint
 
 VENV = Path(sys.executable).parent
 TORCHRUN = str(VENV / "torchrun")
@@ -260,10 +261,9 @@ def test_score_runs_sharded_and_rank_0_writes_one_csv(scripted):
 def test_resume_of_a_distributed_run(scripted):
     root, _ = scripted
     cut = root / "cut"
-    assert (cut / "checkpoint.json").exists() and not (cut / "summary.json").exists()
-    meta = json.loads((cut / "checkpoint.json").read_text())
+    assert (cut / "checkpoint.safetensors").exists() and not (cut / "summary.json").exists()
+    meta, saved = read_checkpoint(cut / "checkpoint.safetensors")
     assert meta["world_size"] == 2 and meta["epoch"] == 1
-    saved = load_tensors(cut / "checkpoint.safetensors")
     assert not torch.equal(saved["rng.torch"], saved["rng.torch.1"])  # each rank's own noise stream
     # another number of processes may resume it while an epoch keeps its number of steps
     shutil.copytree(cut, root / "cut1")
@@ -271,7 +271,8 @@ def test_resume_of_a_distributed_run(scripted):
     assert one.summary["world_size"] == 1 and one.summary["steps"] == 12
     shutil.copytree(cut, root / "cut4")
     meta4 = {**meta, "world_size": 4}  # 4 processes would have dropped the short last batch: 3 steps an epoch
-    (root / "cut4" / "checkpoint.json").write_text(json.dumps(meta4))
+    save_tensors(root / "cut4" / "checkpoint.safetensors", saved, metadata={
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "meta": json.dumps(meta4)})
     with pytest.raises(RunError, match=r"written by 4 process\(es\), 3 steps per epoch; 1 process\(es\) take 4"):
         aelab.train(root / "noisy.yaml", out=root / "cut4", resume=True)
 

@@ -175,7 +175,7 @@ def test_a_half_done_sweep_resumes(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         aelab.train(second.config, out / second.name)
     monkeypatch.undo()
-    assert (out / "e3" / "checkpoint.json").exists() and not (out / "e3" / "summary.json").exists()
+    assert (out / "e3" / "checkpoint.safetensors").exists() and not (out / "e3" / "summary.json").exists()
     assert run_state(out / "e3", second.config) == "resume"
 
     lines = []

@@ -60,6 +60,12 @@ def _error(status: int, detail: str) -> JSONResponse:
 def _one_line(errors: list[Any]) -> str:
     parts = []
     for e in errors[:3]:
+        if e.get("type") == "json_invalid":  # FastAPI puts the character position in loc
+            where = next((x for x in e.get("loc", ()) if isinstance(x, int)), None)
+            why = (e.get("ctx") or {}).get("error", "")
+            parts.append("body: malformed JSON" + (f" at character {where}" if where is not None else "") +
+                         (f" ({why})" if why else ""))
+            continue
         loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
         parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
@@ -141,6 +147,8 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a JSON body that is not UTF-8
+            return _error(422, "body: malformed JSON (not UTF-8 text)")
         return _error(exc.status_code, str(exc.detail))
 
     app.add_middleware(InternalErrors)

@@ -100,7 +100,8 @@ class BodyLimit:
         limit, what = body_limit(scope, self.upload_limit)
         declared = _header(scope, b"content-length").strip()
         if declared.isdigit() and int(declared) > limit:
-            await _send_json(send, 413, f"{what} is {mb(int(declared))}; the limit is {mb(limit)}", close=True)
+            detail = f"{what} is {int(declared):,} bytes; the limit is {mb(limit)} ({limit:,} bytes)"
+            await _send_json(send, 413, detail, close=True)
             return
         received, over, started = 0, False, False
 
@@ -130,7 +131,7 @@ class BodyLimit:
             if not over:
                 raise
         if over and not started:
-            await _send_json(send, 413, f"{what} is over the limit of {mb(limit)}", close=True)
+            await _send_json(send, 413, f"{what} is over the limit of {mb(limit)} ({limit:,} bytes)", close=True)
 
 
 class InternalErrors:

@@ -415,8 +415,9 @@ def test_out_of_range_requests_keep_the_keep_alive_connection(server, valid):
 
 # -- property-based: whatever JSON arrives, no 5xx ---------------------------------------------
 
-JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.sampled_from([BIG, -BIG, MAX_INT, MAX_INT + 1, 2**63])
-                | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20))
+EDGE_INTS = st.sampled_from([BIG, -BIG, -1, 0, 1, MAX_INT, MAX_INT + 1, 2**63, 2**64]) | st.integers()
+EDGE_FLOATS = st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 0.5]) | st.floats()
+JSON_SCALARS = st.none() | st.booleans() | EDGE_INTS | EDGE_FLOATS | st.text(max_size=20)
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=12)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
 FIELDS = {"/api/encode": ["run", "image_id"],
@@ -442,7 +443,8 @@ def test_any_json_body_gets_an_answer_below_500(client, valid, path, data):
     nearly the right length), some removed, or a body that is arbitrary JSON altogether."""
     base = dict(valid[path])
     fields = FIELDS[path]
-    changes = data.draw(st.dictionaries(st.sampled_from(fields), JSON_VALUES | CODES, max_size=len(fields)))
+    values = st.one_of(EDGE_INTS, EDGE_FLOATS, CODES, JSON_VALUES)  # the edges as likely as any JSON
+    changes = data.draw(st.dictionaries(st.sampled_from(fields), values, max_size=len(fields)))
     dropped = data.draw(st.sets(st.sampled_from(fields), max_size=2))
     body = {k: v for k, v in (base | changes).items() if k not in dropped}
     if data.draw(st.integers(0, 9)) == 0:

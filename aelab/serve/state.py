@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,13 +27,15 @@ from PIL import Image
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, DataError, closest
 from aelab.run import Run, load_run
+from aelab.serve.limits import MAX_CODE_VALUE, MAX_NAME, MAX_PIXELS
 
 SLIDERS_ALL = 64
 """Codes up to this many elements get a slider for every element."""
 RANK_CHUNK = 256
 """Elements measured per step of the background effect ranking."""
-MAX_PIXELS = 40_000_000
-"""Uploads larger than this many pixels are refused before they are decoded."""
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+"""Image formats an upload may be in. Only these of PIL's plugins are tried, so a file can never
+reach one that runs an external program (EPS runs Ghostscript)."""
 
 
 class ServeError(AelabError):
@@ -76,28 +79,51 @@ def diff_map(a: torch.Tensor, b: torch.Tensor, floor: float = 0.05) -> tuple[np.
     return _magma()[idx], top
 
 
-def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """Image file bytes -> uint8 H×W×C of the run's source shape: centre-cropped to its
-    aspect ratio, resized, and converted to its channel count."""
+def _too_many_pixels(size: str) -> ServeError:
+    return ServeError(f"uploaded image is {size}; at most {MAX_PIXELS:,} pixels are accepted", 413)
+
+
+def open_upload(raw: bytes) -> Image.Image:
+    """The uploaded image, decoded only after its header's size passed ``MAX_PIXELS`` (413).
+
+    ``Image.open`` reads just the header. PIL has its own, looser decompression-bomb guard in it:
+    a warning past ~89 MP (an exception where warnings are errors) and an error past twice that.
+    Both mean what ours does, so both are a 413 too; anything else that fails is not an image (415).
+    (The warnings filters are left alone: they are process-wide and uploads are read in threads.)"""
     try:
-        img = Image.open(io.BytesIO(raw))
+        img = Image.open(io.BytesIO(raw), formats=UPLOAD_FORMATS)
         w, h = img.size
         if w * h > MAX_PIXELS:
-            raise ServeError(f"uploaded image is {w}×{h} pixels; at most {MAX_PIXELS:,} are accepted", 413)
+            raise _too_many_pixels(f"{w}×{h} pixels")
+        if w < 1 or h < 1:
+            raise ServeError(f"uploaded image is {w}×{h} pixels: it has none", 415)
         img.load()
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        count = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_many_pixels(f"{int(count[1]):,} pixels" if count else "larger than PIL's own limit") from None
     except ServeError:
         raise
     except Exception:  # PIL raises many types for files that are not images
-        raise ServeError("upload is not a readable image (PNG, JPEG, GIF, BMP, WebP, TIFF ...)", 415) from None
+        raise ServeError("upload is not a readable image (PNG, JPEG, GIF, BMP, WebP, TIFF, PPM)", 415) from None
+
+
+def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """Image file bytes -> uint8 H×W×C of the run's source shape: centre-cropped to its
+    aspect ratio, resized, and converted to its channel count."""
     height, width, channels = shape
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
     if mode is None:
         raise ServeError(f"this run takes {channels}-channel images; uploads can only be 1, 3 or 4 channels")
-    if img.mode in ("RGBA", "LA", "P") and mode != "RGBA":
-        # Transparent pixels become white rather than whatever colour they happen to hold.
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    img = img.convert(mode)
+    img = open_upload(raw)
+    try:
+        if img.mode in ("RGBA", "LA", "P") and mode != "RGBA":
+            # Transparent pixels become white rather than whatever colour they happen to hold.
+            rgba = img.convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        img = img.convert(mode)
+    except (ValueError, OSError):  # modes PIL cannot convert (LAB, La ...)
+        raise ServeError(f"uploaded image's colour mode {img.mode} cannot be converted to {mode}", 415) from None
     w, h = img.size
     target = width / height
     if w / h > target:  # too wide: crop the sides
@@ -254,9 +280,9 @@ class LoadedRun:
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             raise ServeError(f"{what} element {int(bad[0])} is {arr[bad[0]]}; values must be finite numbers", 422)
-        if np.abs(arr).max(initial=0) > 1e6:
+        if np.abs(arr).max(initial=0) > MAX_CODE_VALUE:
             i = int(np.abs(arr).argmax())
-            raise ServeError(f"{what} element {i} is {arr[i]:g}; values beyond ±1e6 are refused", 422)
+            raise ServeError(f"{what} element {i} is {arr[i]:g}; values beyond ±{MAX_CODE_VALUE:g} are refused", 422)
         return arr.astype(np.float32)
 
     def decode(self, codes: np.ndarray) -> torch.Tensor:
@@ -350,6 +376,8 @@ class ServeState:
         if key is None:
             return next(iter(self.runs.values()))
         if key not in self.runs:
+            if len(key) > MAX_NAME:  # from a form field or ?run=: not echoed, not compared at length
+                raise ServeError(f"no run with a {len(key)}-character name; served runs: {', '.join(self.runs)}", 404)
             raise ServeError(f"no run '{key}'{closest(key, self.runs)}; served runs: {', '.join(self.runs)}", 404)
         return self.runs[key]
 

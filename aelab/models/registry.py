@@ -78,6 +78,12 @@ def parse_params(raw: dict[str, Any]) -> BaseModel:
     return fam.parse(raw) if fam.parse else validate(fam.params, raw)
 
 
+def min_input_side(params: BaseModel) -> int:
+    """The smallest image side the family of ``params`` can take (1 unless it down-samples)."""
+    fn = getattr(_family(params.type).cls, "min_side", None)
+    return int(fn(params)) if fn else 1
+
+
 def create_model(params: BaseModel | dict[str, Any] | str, input_shape: tuple[int, int, int], **kwargs: Any):
     """Build a model for inputs of ``input_shape`` (C, H, W).
 

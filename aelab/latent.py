@@ -148,20 +148,19 @@ def apply_edits(codes: np.ndarray, edit: Edit | str) -> np.ndarray:
 
 def load_image_file(path: str | Path, run: Run) -> np.ndarray:
     """A user's image file as a uint8 1×H×W×C batch at the run's image size (PIL resize)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from aelab.data.sources import open_image
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file not found: {path}")
     h, w, c = run.image_shape
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.BILINEAR)
-            arr = np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    with open_image(path) as im:  # refuses decompression bombs before decoding
+        im = im.convert("L" if c == 1 else "RGB")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
     return (arr[..., None] if arr.ndim == 2 else arr)[None]
 
 

@@ -197,7 +197,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set '{item}': value is not valid YAML ({exc.problem})") from None
+        why = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(f"--set '{item}': value is not valid YAML ({why})") from None
     return path, parsed
 
 

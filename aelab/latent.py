@@ -73,7 +73,10 @@ class Edit:
 
 
 def _index(token: str, size: int, text: str) -> int:
-    i = int(token)
+    try:
+        i = int(token)
+    except ValueError:  # more digits than Python converts
+        raise AelabError(f"edit '{text}': index {token[:20]}... is not a usable number") from None
     if not -size <= i < size:
         raise AelabError(f"edit '{text}': index {i} is outside the code of {size} elements "
                          f"(use 0..{size - 1}, or -{size}..-1 from the end)")
@@ -109,7 +112,7 @@ def parse_edit(text: str, size: int) -> Edit:
             raise AelabError(f"edit '{raw}': cannot read '{part}'; write INDEX OP NUMBER with OP one of "
                              f"{' '.join(OPS)}, INDEX a number, a range a:b or 'all' (code of {size} elements)")
         value = float(m["value"])
-        if not math.isfinite(value):
+        if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
             raise AelabError(f"edit '{raw}': {m['value']} is too large for a float32 code (code of {size} elements)")
         if m["op"] == "/=" and value == 0:
             raise AelabError(f"edit '{raw}': division by zero in '{part}'")

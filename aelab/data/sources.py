@@ -144,8 +144,8 @@ def _npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
             shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"format version {version[0]}.{version[1]} (structured arrays are not images)")
-    except (ValueError, EOFError) as exc:
-        raise DataError(f"{where}: not a readable .npy array ({exc})") from None
+    except Exception as exc:  # numpy parses the header as a Python literal: SyntaxError, TokenError, ValueError...
+        raise DataError(f"{where}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects (dtype {dtype}); only plain numeric arrays are read, "
                         f"never unpickled")

@@ -51,7 +51,7 @@ def _load_builtin_families() -> None:
 
 def _family(name: Any) -> Family:
     fams = families()
-    if name not in fams:
+    if not isinstance(name, str) or name not in fams:
         raise ConfigError(f"unknown model.type '{name}'{closest(str(name), fams)}; families: {', '.join(fams)}")
     return fams[name]
 

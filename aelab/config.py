@@ -11,22 +11,53 @@ from __future__ import annotations
 
 import copy
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from aelab.errors import ConfigError, closest
 
 RUN_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 """What a config's ``name`` may be: one path component (sweeps slug to the same set: ``1e+06`` keeps its +)."""
 
+SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32: what every RNG aelab seeds (numpy, torch, CUDA) accepts
 
-class Strict(BaseModel):
-    """Base for config sections: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+def _takes(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field annotation mentions one of ``kinds`` (through Optional, list, tuple, Annotated)."""
+    if annotation is Any:
+        return bool in kinds
+    if annotation in kinds:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return False
+    return any(_takes(a, kinds) for a in typing.get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list | tuple) and any(_holds_bool(v) for v in value))
+
+
+class NumbersNotBools(BaseModel):
+    """Numeric keys refuse true/false: pydantic would read ``lr: true`` as 1.0 and ``epochs: true`` as 1,
+    so a slip in a YAML file or a ``--set`` would train silently with a number nobody chose."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if _holds_bool(value) and _takes(annotation, (int, float)) and not _takes(annotation, (bool,)):
+            raise ValueError("must be a number, not true/false")
+        return value
+
+
+class Strict(NumbersNotBools):
+    """Base for config sections: unknown keys are errors; so are NaN and infinity."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class NoiseConfig(Strict):
@@ -88,7 +119,7 @@ class TrainConfig(Strict):
 
 class Config(Strict):
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     data: DataConfig = Field(default_factory=DataConfig)
     model: Any = Field(default_factory=lambda: {"type": "fcn"}, validate_default=True)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -180,7 +211,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set '{item}': value is not valid YAML ({exc.problem})") from None
+        why = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(f"--set '{item}': value is not valid YAML ({why})") from None
     return path, parsed
 
 
@@ -230,7 +262,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if path.is_dir():
         path = path / "config.yaml"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          f"save it as UTF-8") from None
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as exc:

@@ -31,3 +31,8 @@ def closest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the nearest choice, or '' when none is close."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. Still a KeyboardInterrupt (code that stops on one still stops),
+    but its message says where training stopped and the command that resumes it."""

@@ -73,7 +73,10 @@ class Edit:
 
 
 def _index(token: str, size: int, text: str) -> int:
-    i = int(token)
+    try:
+        i = int(token)
+    except ValueError:  # more digits than Python converts
+        raise AelabError(f"edit '{text}': index {token[:20]}... is not a usable number") from None
     if not -size <= i < size:
         raise AelabError(f"edit '{text}': index {i} is outside the code of {size} elements "
                          f"(use 0..{size - 1}, or -{size}..-1 from the end)")
@@ -109,7 +112,7 @@ def parse_edit(text: str, size: int) -> Edit:
             raise AelabError(f"edit '{raw}': cannot read '{part}'; write INDEX OP NUMBER with OP one of "
                              f"{' '.join(OPS)}, INDEX a number, a range a:b or 'all' (code of {size} elements)")
         value = float(m["value"])
-        if not math.isfinite(value):
+        if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
             raise AelabError(f"edit '{raw}': {m['value']} is too large for a float32 code (code of {size} elements)")
         if m["op"] == "/=" and value == 0:
             raise AelabError(f"edit '{raw}': division by zero in '{part}'")
@@ -148,20 +151,19 @@ def apply_edits(codes: np.ndarray, edit: Edit | str) -> np.ndarray:
 
 def load_image_file(path: str | Path, run: Run) -> np.ndarray:
     """A user's image file as a uint8 1×H×W×C batch at the run's image size (PIL resize)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from aelab.data.sources import open_image
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file not found: {path}")
     h, w, c = run.image_shape
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.BILINEAR)
-            arr = np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    with open_image(path) as im:  # refuses decompression bombs before decoding
+        im = im.convert("L" if c == 1 else "RGB")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
     return (arr[..., None] if arr.ndim == 2 else arr)[None]
 
 

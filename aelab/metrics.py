@@ -25,6 +25,9 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return psnr_from_mse(mse(pred, target))
 
 
+SSIM_MIN_SIDE = 3  # the smallest odd Gaussian window ``ssim`` accepts; smaller images cannot be measured
+
+
 def ssim_window(height: int, width: int) -> int:
     side = min(11, height, width)
     return side if side % 2 else side - 1
@@ -36,7 +39,7 @@ SSIM_CHUNK = 32  # images per SSIM call: its padded window statistics cost ~3 MB
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean SSIM per image (Wang et al. 2004), channels averaged; computed in chunks to bound memory."""
     k = ssim_window(*pred.shape[-2:])
-    if k < 3:
+    if k < SSIM_MIN_SIDE:
         raise ValueError(f"images of {tuple(pred.shape[-2:])} are too small for SSIM")
     parts = [structural_similarity_index_measure(
         pred[i:i + SSIM_CHUNK].float(), target[i:i + SSIM_CHUNK].float(), gaussian_kernel=True, sigma=1.5 * k / 11,

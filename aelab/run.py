@@ -32,6 +32,7 @@ from aelab.data.splits import Splits, load_for, make_splits
 from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError
 from aelab.io import load_tensors
+from aelab.limits import check_model_fits
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
@@ -67,6 +68,35 @@ def load_weights(model: Autoencoder, path: Path) -> None:
     model.load_state_dict(state)
 
 
+MAX_SIDE = 1 << 20  # no image dimension is larger: a bigger number in summary.json is damage, not data
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """summary.json as a dict, or a one-line RunError naming the file."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(summary, dict):
+        raise RunError(f"{path}: expected a JSON object, found a {type(summary).__name__}")
+    return summary
+
+
+def _shape(summary: dict[str, Any], key: str, path: Path) -> tuple[int, int, int]:
+    """A 3-element shape from summary.json, checked: the model is built from it."""
+    if key not in summary:
+        raise RunError(f"{path}: key '{key}' is missing; the run folder is damaged (train it again)")
+    value = summary[key]
+    if not (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in value)):
+        shown = json.dumps(value)
+        raise RunError(f"{path}: key '{key}' must be 3 positive integers up to {MAX_SIDE}, found "
+                       f"{shown if len(shown) <= 60 else shown[:57] + '...'}")
+    return tuple(value)  # type: ignore[return-value]
+
+
 class Run:
     """A trained model with its config, preprocessing and data, loaded from a folder."""
 
@@ -80,14 +110,18 @@ class Run:
             raise RunError(f"{self.path}: not a finished run ({state}); finish it with `aelab train "
                            f"{self.path / CONFIG} --out {self.path} --resume`")
         self.config: Config = load_config(self.path / CONFIG)
-        try:
-            self.summary: dict[str, Any] = json.loads((self.path / SUMMARY).read_text())
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{self.path / SUMMARY}: not valid JSON ({exc.msg})") from None
+        self.summary: dict[str, Any] = read_summary(self.path / SUMMARY)
         self.device = torch.device(device)
         self.preprocess = Preprocess(self.config.data.preprocess, self.config.data.range)
-        self.image_shape: tuple[int, int, int] = tuple(self.summary["image_shape"])
-        self.model: Autoencoder = create_model(self.config.model, tuple(self.summary["input_shape"]))
+        self.image_shape: tuple[int, int, int] = _shape(self.summary, "image_shape", self.path / SUMMARY)
+        input_shape = _shape(self.summary, "input_shape", self.path / SUMMARY)
+        expected = self.preprocess.output_shape(self.image_shape)
+        if tuple(expected) != input_shape:
+            raise RunError(f"{self.path / SUMMARY}: 'input_shape' {list(input_shape)} does not follow from "
+                           f"'image_shape' {list(self.image_shape)} and the config's preprocessing "
+                           f"({list(expected)})")
+        check_model_fits(self.config.model, input_shape, self.device, training=False)
+        self.model: Autoencoder = create_model(self.config.model, input_shape)
         load_weights(self.model, self.path / WEIGHTS)
         self.memory_format = memory_format_for(self.model)
         self.model.to(self.device, memory_format=self.memory_format).eval()

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -40,8 +41,9 @@ from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, shard_batc
 from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, make_splits
 from aelab.data.transforms import Preprocess
-from aelab.errors import AelabError, RunError
+from aelab.errors import AelabError, RunError, TrainingInterrupted
 from aelab.io import atomic_write, dumps_json, remove, remove_stray_temps, save_tensors, write_json
+from aelab.limits import check_training
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
 from aelab.run import Run, evaluate_model, resolve_device
@@ -165,6 +167,7 @@ class Trainer:
         self.splits = make_splits(cfg.data, cfg.seed)
         self.pre = Preprocess(cfg.data.preprocess, cfg.data.range)
         self.input_shape = self.pre.output_shape(self.splits.train.shape)
+        check_training(cfg, self.input_shape, len(self.splits.train), self.device)  # before allocating anything
         self.model: Autoencoder = create_model(cfg.model, self.input_shape).to(self.device)
         # bf16 autocast and pinned host batches on CUDA only; channels_last for conv models everywhere:
         # oneDNN's CPU convolutions are ~1.4× faster in that layout (course conv model, quiet 2-core CPU).
@@ -218,9 +221,12 @@ class Trainer:
                            f"or another --out")
         if held == "foreign" and out.is_dir() and not out.is_symlink():
             raise RunError(f"{out} exists and is not an aelab run folder; choose another --out")
-        runfolder.make_folder(out)
-        atomic_write(out / CONFIG, self.cfg.to_yaml())
-        (out / METRICS).write_text("")
+        try:
+            runfolder.make_folder(out)
+            atomic_write(out / CONFIG, self.cfg.to_yaml())
+            (out / METRICS).write_text("")
+        except OSError as exc:
+            raise RunError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
         return None
 
     def _killed_before_first_checkpoint(self) -> bool:
@@ -537,6 +543,34 @@ def default_out(cfg: Config) -> Path:
     return Path("runs") / cfg.name
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that can never become a run folder, before any data is loaded."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a folder; choose another --out")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunError(f"--out {out}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise RunError(f"--out {out}: cannot create folders in {parent} (permission denied)")
+            return
+
+
+def interrupted_at(trainer: Trainer) -> str:
+    """Where an interrupted run stopped and the exact command that continues it (or starts it again)."""
+    out = trainer.out
+    epoch = min(trainer.epoch + 1, trainer.cfg.train.epochs)
+    where = f"interrupted at step {trainer.step} of {trainer.total_steps} (epoch {epoch})"
+    command = f"aelab train {shlex.quote(str(out / CONFIG))} --out {shlex.quote(str(out))}"
+    try:
+        meta, _ = read_checkpoint(out / CHECKPOINT, tensors=False)
+    except RunError:
+        return (f"{where}, before the first checkpoint (one is written after each epoch); start again with: "
+                f"{command} --force")
+    return (f"{where}; {out} keeps the checkpoint of epoch {meta.get('epoch')} (step {meta.get('step')}); "
+            f"resume with: {command} --resume")
+
+
 def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None = None, *,
           overrides: list[str] | None = None, resume: bool = False, force: bool = False,
           progress: bool = False) -> Run | None:
@@ -551,6 +585,7 @@ def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None =
     cfg = as_config(config, overrides)
     default = not out
     out = Path(out) if out else default_out(cfg)
+    check_out_folder(out)
     d = distributed.setup(resolve_device(cfg.train.device))
     try:
         def clear() -> None:
@@ -563,11 +598,13 @@ def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None =
         trainer = Trainer(cfg, out, resume=resume, progress=progress, dist=d)
         try:
             return trainer.fit()
-        except BaseException:
+        except BaseException as exc:
             # A failed run must not look finished. Once the checkpoint is gone the summary is the run's
             # only record of having finished, so it stays (a Ctrl-C there lands after the work is done).
             if d.main and (out / CHECKPOINT).exists():
                 (out / SUMMARY).unlink(missing_ok=True)
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TrainingInterrupted):
+                raise TrainingInterrupted(interrupted_at(trainer)) from exc
             raise
     finally:
         distributed.teardown(d)

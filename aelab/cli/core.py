@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -25,8 +26,12 @@ def train(
     """Train a model from CONFIG into a Run folder."""
     from aelab.train import train as train_run
 
-    run = train_run(config, out, overrides=overrides, resume=resume, force=force,
-                    progress=not (quiet or as_json))
+    try:
+        run = train_run(config, out, overrides=overrides, resume=resume, force=force,
+                        progress=not (quiet or as_json))
+    except KeyboardInterrupt as exc:  # Typer would exit 130 silently: say where it stopped and how to resume
+        print(f"aelab: {exc or 'interrupted'}", file=sys.stderr)
+        raise typer.Exit(130) from None
     if run is None:  # a rank above 0 of a torchrun job: rank 0 reports
         return
     if as_json:

@@ -11,6 +11,7 @@ import numpy as np
 
 from aelab.data.imageset import ImageSet
 from aelab.errors import DataError
+from aelab.limits import check_fits
 
 
 def digits() -> ImageSet:
@@ -37,6 +38,8 @@ def faces(n: int = 5000, seed: int = 0, size: int = 64, anomaly_fraction: float 
     from aelab.data.faces import make_faces
 
     where = f"builtin:faces?n={n}&seed={seed}&size={size}&anomaly_fraction={anomaly_fraction}"
+    if n > 0 and size > 0:  # images plus ~200 bytes of factors and labels per face, before drawing any
+        check_fits(n * (3 * size * size + 200), f"{where}: {n:,} faces of {size}×{size}×3", error=DataError)
     try:
         images, labels, factors = make_faces(n, seed=seed, size=size, anomaly_fraction=anomaly_fraction)
     except ValueError as exc:

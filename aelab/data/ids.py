@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aelab.errors import AelabError
 
+MAX_IDS = 10_000_000  # a range longer than any data set aelab reads is a typo, not a request for terabytes
+
 
 def parse_ids(text: str | int | list[int]) -> list[int]:
     """'1-5,9' -> [1, 2, 3, 4, 5, 9] (ranges inclusive, order kept, duplicates dropped)."""
@@ -21,6 +23,8 @@ def parse_ids(text: str | int | list[int]) -> list[int]:
                 a, b = int(lo), int(hi)
                 if b < a:
                     raise AelabError(f"id range '{part}' runs backwards")
+                if b - a >= MAX_IDS:
+                    raise AelabError(f"id range '{part}' names {b - a + 1:,} ids; at most {MAX_IDS:,} at a time")
                 out.extend(range(a, b + 1))
             else:
                 out.append(int(part))

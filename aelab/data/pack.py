@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from aelab.data.sources import IMAGE_SUFFIXES
+from aelab.data.sources import IMAGE_SUFFIXES, open_image
 from aelab.errors import AelabError, DataError
 from aelab.io import atomic_write
+from aelab.limits import check_array_fits
 
 PARALLEL_MIN = 512  # fewer files decode faster here than a pool of processes starts
 HEADER_CHUNK, DECODE_CHUNK = 512, 64  # files per task in each pass
@@ -64,33 +65,25 @@ def _channels(mode: str) -> int:
 
 def _headers(files: Sequence[Path]) -> np.ndarray:
     """(height, width, channels) of each file, from its header only."""
-    from PIL import Image, UnidentifiedImageError
-
     out = np.empty((len(files), 3), dtype=np.int64)
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                out[i] = (im.size[1], im.size[0], _channels(im.mode))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{f}: not a readable image ({exc})") from None
+        with open_image(f) as im:  # refuses decompression bombs from the header
+            out[i] = (im.size[1], im.size[0], _channels(im.mode))
     return out
 
 
 def _decode(files: Sequence[Path], shape: tuple[int, int, int]) -> np.ndarray:
     """Decode ``files`` into one uint8 array of ``shape`` images (resized and converted as needed)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     h, w, c = shape
     out = np.empty((len(files), h, w, c), dtype=np.uint8)
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L" if c == 1 else "RGB") if im.mode != ("L" if c == 1 else "RGB") else im
-                if im.size != (w, h):
-                    im = im.resize((w, h), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(im, dtype=np.uint8).reshape(h, w, c)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{f}: not a readable image ({exc})") from None
+        with open_image(f) as im:
+            im = im.convert("L" if c == 1 else "RGB") if im.mode != ("L" if c == 1 else "RGB") else im
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.Resampling.BILINEAR)
+            out[i] = np.asarray(im, dtype=np.uint8).reshape(h, w, c)
     return out
 
 
@@ -178,6 +171,8 @@ def decode_files(files: Sequence[Path], size: tuple[int, int] | None = None, *, 
     try:
         shape = image_shape(files, size, pool=pool, on_progress=on_progress, hint=hint, where=where)
         full = (len(files), *shape)
+        if out is None:
+            check_array_fits(full, 1, where or "folder", "decoding it")
         dest = np.empty(full, dtype=np.uint8) if out is None else out(full)
         start = 0
         ahead = 2 * getattr(pool, "_max_workers", 1)

@@ -9,15 +9,20 @@ the string: ``builtin:faces?n=2000&anomaly_fraction=0.1&seed=1``.
 from __future__ import annotations
 
 import gzip
+import math
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl
 
 import numpy as np
 
 from aelab.data.imageset import ImageSet
 from aelab.errors import DataError, closest
+from aelab.limits import check_array_fits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _CHUNK = 4096  # rows converted at a time when a float file must become uint8
@@ -75,8 +80,15 @@ def as_uint8_images(arr: np.ndarray, where: str) -> np.ndarray:
         arr = arr[..., :3]
     if len(arr) == 0:
         raise DataError(f"{where}: holds no images (shape {arr.shape})")
+    if 0 in arr.shape[1:3]:
+        raise DataError(f"{where}: images of {arr.shape[1]}×{arr.shape[2]} pixels hold nothing (shape {arr.shape})")
     if arr.dtype == np.uint8:
         return arr
+    if arr.dtype.kind == "b":  # a mask: 0/1 or 0/255 would be a guess, so the user says which
+        raise DataError(f"{where}: boolean images are not read; store them as uint8, e.g. "
+                        f"(mask * 255).astype(np.uint8) for black and white")
+    if arr.dtype.kind in "fiu":
+        check_array_fits(arr.shape, 1, where, "converting it to uint8")
     if arr.dtype.kind == "f":
         out = np.empty(arr.shape, dtype=np.uint8)
         for start in range(0, len(arr), _CHUNK):
@@ -90,7 +102,7 @@ def as_uint8_images(arr: np.ndarray, where: str) -> np.ndarray:
                                 f" (divide by 255, or store uint8)")
             out[start:start + _CHUNK] = np.rint(part * 255.0).astype(np.uint8)
         return out
-    if arr.dtype.kind in "iub":
+    if arr.dtype.kind in "iu":
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
             raise DataError(f"{where}: integer images must be in 0..255, found {lo}..{hi}")
@@ -117,20 +129,49 @@ def _attach_labels(data: ImageSet, path: str) -> ImageSet:
     return data
 
 
+def _npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, refusing object arrays before anything is unpickled or read."""
+    start = fh.read(6)
+    if start != b"\x93NUMPY":
+        what = "a pickled Python object" if start[:1] == b"\x80" else "other data"
+        raise DataError(f"{where}: not a NumPy array (it holds {what}); only .npy arrays are read, never unpickled")
+    fh.seek(0)
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} (structured arrays are not images)")
+    except Exception as exc:  # numpy parses the header as a Python literal: SyntaxError, TokenError, ValueError...
+        raise DataError(f"{where}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{where}: holds Python objects (dtype {dtype}); only plain numeric arrays are read, "
+                        f"never unpickled")
+    return tuple(int(s) for s in shape), dtype
+
+
 def _np_load(path: Path, mmap: bool) -> np.ndarray:
     if not path.exists():
         raise DataError(f"file not found: {path}")
-    with open(path, "rb") as fh:
-        if fh.read(6) != b"\x93NUMPY":
-            raise DataError(f"{path}: not a .npy file (it does not start with the NumPy header)")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a .npy file (a folder of image files is folder:{path})")
     try:
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise DataError(f"{path}: not a .npy file (it does not start with the NumPy header)")
+            fh.seek(0)
+            shape, dtype = _npy_header(fh, str(path))
+        if not mmap:
+            check_array_fits(shape, dtype.itemsize, str(path))
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise DataError(f"{path}: holds Python objects; only plain numeric arrays are read") from None
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _load_npy(rest: str, size: tuple[int, int] | None) -> ImageSet:
@@ -143,19 +184,36 @@ _NPZ_IMAGE_KEYS = ("images", "x", "x_train", "data", "arr_0")
 _NPZ_LABEL_KEYS = {"images": "labels", "x": "y", "x_train": "y_train", "x_test": "y_test", "data": "labels"}
 
 
+def _npz_array(zf: zipfile.ZipFile, key: str, where: str) -> np.ndarray:
+    """One array of an .npz, read without np.load: the header is checked first (no objects, no
+    pickles, a size that fits in memory), then the array is read with allow_pickle=False."""
+    try:
+        with zf.open(f"{key}.npy") as fh:
+            shape, dtype = _npy_header(fh, where)
+            check_array_fits(shape, dtype.itemsize, where)
+        with zf.open(f"{key}.npy") as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        raise DataError(f"{where}: not a readable array ({exc})") from None
+
+
 def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
     path_s, _, key = rest.partition("#")
     path = Path(path_s)
     if not path.exists():
         raise DataError(f"file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a .npz file (not a zip archive)")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a .npz file (a folder of image files is folder:{path})")
     try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    with z:
-        keys = list(z.files)
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DataError(f"{path}: not a .npz file (not a readable zip archive: {exc})") from None
+    with zf:
+        keys = [n.removesuffix(".npy") for n in zf.namelist() if n.endswith(".npy")]
+        if not keys:
+            raise DataError(f"{path}: holds no .npy arrays")
         if not key:
             key = next((k for k in _NPZ_IMAGE_KEYS if k in keys), keys[0] if len(keys) == 1 else "")
             if not key:
@@ -164,15 +222,49 @@ def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
         if key not in keys:
             raise DataError(f"{path}: no array '{key}'{closest(key, keys)} (keys: {', '.join(keys)})")
         where = f"{path}#{key}"
-        images = as_uint8_images(z[key], where)
+        images = as_uint8_images(_npz_array(zf, key, where), where)
         label_key = _NPZ_LABEL_KEYS.get(key)
-        labels = _as_labels(z[label_key], len(images), f"{path}#{label_key}") if label_key in keys else None
+        labels = _as_labels(_npz_array(zf, label_key, f"{path}#{label_key}"), len(images), f"{path}#{label_key}") \
+            if label_key in keys else None
         data = ImageSet(images, labels, name=f"npz:{where}")
         if key == "x_train" and "x_test" in keys:
-            test_images = as_uint8_images(z["x_test"], f"{path}#x_test")
-            test_labels = _as_labels(z["y_test"], len(test_images), f"{path}#y_test") if "y_test" in keys else None
+            test_images = as_uint8_images(_npz_array(zf, "x_test", f"{path}#x_test"), f"{path}#x_test")
+            test_labels = _as_labels(_npz_array(zf, "y_test", f"{path}#y_test"), len(test_images),
+                                     f"{path}#y_test") if "y_test" in keys else None
             data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test")
     return data
+
+
+# -- image files ------------------------------------------------------------------
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Any]:
+    """A PIL image opened from ``path`` (header read, pixels not yet decoded), or one-line DataError.
+
+    Refuses decompression bombs from the header alone: a small file that
+    declares more pixels than PIL's ``Image.MAX_IMAGE_PIXELS`` (89 million by
+    default; PIL itself only warns up to twice that). Errors raised while the
+    caller decodes inside the ``with`` become "not a readable image" too."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too large to decode safely ({exc}); shrink the image first") from None
+    except Exception as exc:  # PIL raises many types for malformed files (OSError, ValueError, SyntaxError...)
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    with im:
+        width, height = im.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise DataError(f"{path}: its header declares {width}×{height} pixels ({width * height:,}), more than "
+                            f"the {limit:,} aelab decodes (a decompression bomb?); shrink the image first")
+        try:
+            yield im
+        except DataError:
+            raise
+        except Exception as exc:  # decoding a damaged file: truncated data, bad chunks
+            raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
 # -- folders of image files ---------------------------------------------------
@@ -195,24 +287,35 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (raw or gzip) into an array, checking its header."""
+    """Read one IDX file (raw or gzip) into an array: the header is checked (and the size it
+    declares compared with memory) before the data is read, so a small file cannot claim terabytes."""
     if not path.exists():
         raise DataError(f"file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not an IDX file (an MNIST folder is idx:{path} with the files in it)")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int).tolist()
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
-        raise DataError(f"{path}: header says shape {dims} ({expected} bytes) but the file has {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            ndim = head[3]
+            dims_raw = fh.read(4 * ndim)
+            if len(dims_raw) != 4 * ndim:
+                raise DataError(f"{path}: the IDX header is cut short ({ndim} dimensions declared)")
+            dims = [int(d) for d in np.frombuffer(dims_raw, dtype=">u4")]
+            dtype = np.dtype(_IDX_DTYPES[head[2]])
+            size = math.prod(dims) * dtype.itemsize
+            check_array_fits(tuple(dims), dtype.itemsize, str(path))
+            body = fh.read(size + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        what = "gzip file" if path.suffix == ".gz" else "file"
+        raise DataError(f"{path}: not a readable {what} ({exc})") from None
+    if len(body) != size:
+        expected, found = 4 + 4 * ndim + size, 4 + 4 * ndim + len(body)
+        raise DataError(f"{path}: header says shape {dims} ({expected} bytes) but the file has "
+                        f"{'more' if found > expected else found}")
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
 def _idx_pair(images_path: Path) -> ImageSet:

@@ -21,6 +21,9 @@ def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     import io
 
     path = Path(path)
+    if path.is_dir():
+        plt.close(fig)
+        raise AelabError(f"{path} is a folder; give a file name such as {path / 'figure.png'}")
     fmt = path.suffix.lstrip(".").lower() or "png"
     buf = io.BytesIO()
     try:
@@ -29,7 +32,12 @@ def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
         fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    try:
+        atomic_write(path, buf.getvalue())
+    except OSError as exc:  # a missing, read-only or not-a-folder parent: the user's path to fix
+        blocker = next((p for p in path.parents if p.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else exc.strerror or exc
+        raise AelabError(f"cannot write {path}: {why}") from None
     return path
 
 

@@ -41,6 +41,15 @@ def _act(p: ConvParams) -> nn.Module:
     return activation(p.activation, p.negative_slope)
 
 
+def conv_min_side(p: ConvParams) -> int:
+    """The smallest image side every down-sampling step leaves at least one pixel of."""
+    side, pad = 1, _padding(p)
+    for _ in p.channels:  # walk back from a 1-pixel output of the last step
+        # stride: (s + 2·pad - kernel) // 2 + 1 >= side;  maxpool: s // 2 >= side
+        side = max(1, 2 * (side - 1) + p.kernel - 2 * pad) if p.downsample == "stride" else 2 * side
+    return side
+
+
 def conv_encoder(p: ConvParams, input_shape: Shape) -> tuple[nn.Sequential, list[Shape]]:
     """The down-sampling stack and the (C, H, W) before each step and after the last."""
     shapes = [tuple(input_shape)]
@@ -61,7 +70,8 @@ def conv_encoder(p: ConvParams, input_shape: Shape) -> tuple[nn.Sequential, list
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
             raise ConfigError(f"model.channels: {len(p.channels)} down-sampling steps shrink a "
-                              f"{input_shape[1]}×{input_shape[2]} image to nothing; use fewer channels entries")
+                              f"{input_shape[1]}×{input_shape[2]} image to nothing (it needs at least "
+                              f"{conv_min_side(p)}×{conv_min_side(p)}); use fewer channels entries")
         shapes.append((ch, h, w))
     return nn.Sequential(*layers), shapes
 
@@ -93,6 +103,8 @@ def conv_decoder(p: ConvParams, shapes: list[Shape]) -> nn.Sequential:
 
 @register("conv", ConvParams)
 class ConvAutoencoder(Autoencoder):
+    min_side = staticmethod(conv_min_side)
+
     def __init__(self, params: ConvParams, input_shape: Shape):
         super().__init__(params, input_shape)
         features, shapes = conv_encoder(params, self.input_shape)

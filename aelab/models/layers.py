@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
+
+from aelab.config import NumbersNotBools
 
 Activation = Literal["relu", "leaky_relu", "gelu", "elu", "silu", "tanh", "sigmoid"]
 OutputActivation = Literal["auto", "tanh", "sigmoid", "none"]
 
 
-class FamilyParams(BaseModel):
+class FamilyParams(NumbersNotBools):
     """Keys every model family has. ``output_activation: auto`` follows data.range."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True, allow_inf_nan=False)
 
     activation: Activation = "relu"
     negative_slope: float = Field(0.01, ge=0, description="slope of leaky_relu")

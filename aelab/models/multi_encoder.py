@@ -12,15 +12,16 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import ConfigDict, Field, PositiveInt
 from torch import nn
 
+from aelab.config import NumbersNotBools
 from aelab.models.base import Autoencoder
 from aelab.models.layers import FamilyParams, mlp, output_activation
 from aelab.models.registry import register
 
 
-class EncoderSpec(BaseModel):
+class EncoderSpec(NumbersNotBools):
     model_config = ConfigDict(extra="forbid")
     hidden: list[PositiveInt] = Field(default_factory=lambda: [256])
     code_dim: PositiveInt = 1

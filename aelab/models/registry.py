@@ -51,7 +51,7 @@ def _load_builtin_families() -> None:
 
 def _family(name: Any) -> Family:
     fams = families()
-    if name not in fams:
+    if not isinstance(name, str) or name not in fams:
         raise ConfigError(f"unknown model.type '{name}'{closest(str(name), fams)}; families: {', '.join(fams)}")
     return fams[name]
 
@@ -76,6 +76,12 @@ def parse_params(raw: dict[str, Any]) -> BaseModel:
     raw.setdefault("type", "fcn")
     fam = _family(raw["type"])
     return fam.parse(raw) if fam.parse else validate(fam.params, raw)
+
+
+def min_input_side(params: BaseModel) -> int:
+    """The smallest image side the family of ``params`` can take (1 unless it down-samples)."""
+    fn = getattr(_family(params.type).cls, "min_side", None)
+    return int(fn(params)) if fn else 1
 
 
 def create_model(params: BaseModel | dict[str, Any] | str, input_shape: tuple[int, int, int], **kwargs: Any):

@@ -21,7 +21,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from aelab.models.base import Autoencoder, Output, reconstruction_loss
-from aelab.models.conv import ConvParams, _act, conv_decoder, conv_encoder
+from aelab.models.conv import ConvParams, _act, conv_decoder, conv_encoder, conv_min_side
 from aelab.models.fcn import FcnParams, fcn_decoder
 from aelab.models.layers import mlp
 from aelab.models.registry import register, validate
@@ -57,6 +57,10 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 @register("vae", VaeFcnParams, parse=parse_vae)
 class VariationalAutoencoder(Autoencoder):
     variational = True
+
+    @staticmethod
+    def min_side(params: VaeFcnParams | VaeConvParams) -> int:
+        return conv_min_side(params) if params.backbone == "conv" else 1
 
     def __init__(self, params: VaeFcnParams | VaeConvParams, input_shape: tuple[int, int, int]):
         super().__init__(params, input_shape)

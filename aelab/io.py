@@ -2,6 +2,8 @@
 
 Everything goes to a temporary name in the same folder first and is then
 renamed into place (atomic on POSIX); weights are safetensors, never pickle.
+numpy, torch and safetensors are imported by the functions that use them, so
+the CLI's ``--json`` output and the report can use this module without them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 def _umask() -> int:
@@ -75,6 +77,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
     path = Path(path)
     fd, tmp = _temp_beside(path)
     os.close(fd)
@@ -87,10 +91,14 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     return load_file(str(path), device=str(device))
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
+    import numpy as np
+
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
     return buf.getvalue()
@@ -109,6 +117,6 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
         for name, arr in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
-            zf.writestr(info, _npy_bytes(np.asarray(arr)))
+            zf.writestr(info, _npy_bytes(arr))
     atomic_write(path, buf.getvalue())
     return Path(path)

@@ -257,3 +257,14 @@ def test_models_lists_the_registered_families():
     from aelab.models import families
 
     assert {c.id for c in load_cards().values() if c.kind == "family"} == set(families())
+
+
+def test_report_pdf_without_playwright_names_the_extra(cli_run, tmp_path):
+    """playwright is the optional `pdf` extra: without it, --pdf fails at once, saying how to install it."""
+    code = ("import sys\nsys.modules['playwright'] = None  # as if not installed\n"
+            "from aelab.cli import main\nmain(sys.argv[1:])")
+    out = tmp_path / "r.html"
+    res = subprocess.run([sys.executable, "-c", code, "report", str(cli_run[0]), "--pdf", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    bad(res, "pip install 'aelab[pdf]'")
+    assert not out.exists()

@@ -1,19 +1,25 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # torch is pinned first so pip takes the local CPU wheel instead of a CUDA build;
 # a user with a GPU installs their own torch before `pip install -e .`.
+# Everything else installs within pyproject.toml's ranges at the versions pinned in
+# requirements/constraints.txt, so a fresh machine gets the set the tests passed with.
+# `make lock` rewrites that file from the ranges (the newest releases they allow).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed
+LOCK_VENV := .venv-lock
+LATEST_VENV := .venv-latest
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast test-latest wheel-check lock lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,6 +30,40 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The suite without the end-to-end tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# For maintainers: the newest releases the ranges allow, no constraints, in their own venv,
+# then the CLI tests. A failure here means a range needs an upper bound or the code a fix.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PY) -m venv $(LATEST_VENV) || python3 -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/pip install -q "$(TORCH)"
+	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(LATEST_VENV)/bin/pip freeze --exclude-editable
+	$(LATEST_VENV)/bin/python -m pytest tests/test_cli.py -m "not slow" $(PYTEST_ARGS)
+
+# The artefact users get: build the wheel, install it with torch into a fresh venv, run it outside the checkout.
+wheel-check:
+	PY=$(PY) CONSTRAINTS=$(CONSTRAINTS) TORCH="$(TORCH)" bash .ci/wheel_check
+
+# Regenerate requirements/constraints.txt: a fresh venv from the ranges (torch pinned), then pip freeze.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PY) -m venv $(LOCK_VENV) || python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/pip install -q "$(TORCH)"
+	$(LOCK_VENV)/bin/pip install -q ".[dev,pdf]"
+	mkdir -p $(dir $(CONSTRAINTS))
+	{ echo "# Tested versions inside pyproject.toml's ranges. Written by 'make lock'; do not edit by hand."; \
+	  echo "# Used as: pip install -c $(CONSTRAINTS) -e '.[dev]'  (torch first: pip install $(TORCH))"; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -viE '^aelab( |=|@)' | sed -E 's/^torch==([^+]*)\+.*/torch==\1/'; \
+	} > $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(CONSTRAINTS)"
+
 lint: $(STAMP)
 	$(BIN)/ruff check aelab tests benchmarks
 
@@ -31,4 +71,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) runs build dist *.egg-info

@@ -5,16 +5,75 @@
     run = aelab.load_run("runs/deep-fcn")
     codes = run.encode(images)                          # uint8 N×H×W×C in, codes out
     images = run.decode(codes)
+
+The names below are imported on first use (PEP 562), so ``import aelab`` (and with
+it ``aelab --help``) does not pay for torch until something needs it.
 """
 
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+# The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
-from aelab.config import Config, load_config  # noqa: E402
-from aelab.data import ImageSet, Preprocess, load_images  # noqa: E402
-from aelab.errors import AelabError  # noqa: E402
-from aelab.models import create_model  # noqa: E402
-from aelab.run import Run, load_run  # noqa: E402
-from aelab.train import train  # noqa: E402
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "AelabError": "aelab.errors",
+    "Config": "aelab.config",
+    "load_config": "aelab.config",
+    "ImageSet": "aelab.data",
+    "Preprocess": "aelab.data",
+    "load_images": "aelab.data",
+    "create_model": "aelab.models",
+    "Run": "aelab.run",
+    "load_run": "aelab.run",
+    "train": "aelab.train",
+}
 
 __all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "create_model", "load_config", "load_images",
            "load_run", "train", "__version__"]
+
+if TYPE_CHECKING:
+    from aelab.config import Config, load_config
+    from aelab.data import ImageSet, Preprocess, load_images
+    from aelab.errors import AelabError
+    from aelab.models import create_model
+    from aelab.run import Run, load_run
+    from aelab.train import train
+
+
+def __getattr__(name: str) -> Any:
+    """An exported name, or a submodule (``aelab.anomaly.metrics`` works after a bare ``import aelab``)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'aelab' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(types.ModuleType):
+    """``aelab.train`` stays the function even after the submodule ``aelab.train`` is imported.
+
+    Importing a submodule sets it as an attribute of its package, which would make
+    ``aelab.train(...)`` call a module once anything ran ``from aelab.train import ...``.
+    The submodule itself stays reachable as ``sys.modules["aelab.train"]``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

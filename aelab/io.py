@@ -6,6 +6,8 @@ rename so the new name itself survives a power cut. A process killed at any
 point leaves either the old file or the new one, plus at most a stray
 ``.<name>.*.tmp`` (``remove_stray_temps`` clears those). Weights are
 safetensors, never pickle.
+numpy, torch and safetensors are imported by the functions that use them, so
+the CLI's ``--json`` output and the report can use this module without them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 from aelab._testhooks import pause_at
 
@@ -134,6 +136,8 @@ def _jsonable(obj: Any) -> Any:
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """A safetensors file written like ``atomic_write``: atomically and durably."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     fd, tmp = _temp_beside(path)
     os.close(fd)
@@ -146,10 +150,14 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     return load_file(str(path), device=str(device))
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
+    import numpy as np
+
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
     return buf.getvalue()
@@ -168,6 +176,6 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
         for name, arr in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
-            zf.writestr(info, _npy_bytes(np.asarray(arr)))
+            zf.writestr(info, _npy_bytes(arr))
     atomic_write(path, buf.getvalue())
     return Path(path)

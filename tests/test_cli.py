@@ -143,3 +143,132 @@ def test_demo_quick_json(tmp_path):
     from aelab.runfolder import foreign_files
 
     assert foreign_files(tmp_path / "demo", DEMO_FOLDER) == []  # all the demo's own: a second demo reuses it
+
+
+# -- the installed console script: usage errors, --version, every --help ------------------------------------------
+SCRIPT = Path(sys.executable).with_name("aelab")
+HEAVY = ("torch", "torchmetrics", "scipy", "matplotlib", "numpy", "sklearn", "skimage", "fastapi", "uvicorn", "PIL")
+
+
+def script(*args):
+    """The `aelab` executable pip installed next to this Python, as a user runs it."""
+    assert SCRIPT.exists(), f"{SCRIPT} is missing: install the package (pip install -e .) to test its script"
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def usage_error(res, *needles):
+    """Exit 2, stderr = one line naming the problem + the usage line, nothing on stdout, no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in res.stderr and res.stdout == "", res.stderr
+    assert len(lines) == 2 and lines[0].startswith("aelab: error: ") and lines[1].startswith("Usage: aelab"), lines
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines
+
+
+@pytest.mark.parametrize("args, needles, usage", [
+    (["train", "--bogus"], ["No such option", "--bogus"], "Usage: aelab train "),
+    (["evaluate"], ["Missing argument"], "Usage: aelab evaluate "),
+    (["nosuchcommand"], ["No such command", "nosuchcommand"], "Usage: aelab [OPTIONS] COMMAND"),
+    (["sample", "run", "-n", "many", "--out", "s.png"], ["Invalid value for '-n'"], "Usage: aelab sample "),
+    (["data", "pack", "folder:x"], ["Missing option", "--out"], "Usage: aelab data pack "),
+])
+def test_usage_errors_are_one_line_and_the_usage(args, needles, usage):
+    lines = usage_error(script(*args), *needles)
+    assert lines[1].startswith(usage)
+
+
+def test_version():
+    import aelab
+
+    res = script("--version")
+    assert res.returncode == 0 and res.stdout == f"aelab {aelab.__version__}\n" and res.stderr == ""
+
+
+def test_bare_command_prints_its_help():
+    res = script()
+    assert res.returncode == 2 and "Usage: aelab" in res.stdout and "Traceback" not in res.stderr
+
+
+def _command_paths() -> list[list[str]]:
+    """Every registered command and group, e.g. ['train'], ['data'], ['data', 'pack']."""
+    import typer.main
+
+    from aelab.cli import app
+
+    def walk(cmd, path):
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_every_command_is_registered():
+    paths = {" ".join(p) for p in _command_paths()}
+    assert {"", "train", "evaluate", "models", "serve", "data", "data pack", "compare-noise"} <= paths
+    assert len(paths) >= 20
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p in _command_paths()])
+def test_help_of_every_command(path):
+    res = script(*path.split(), "--help")
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert f"Usage: aelab {path}".rstrip() in " ".join(res.stdout.split())
+
+
+# -- start-up: nothing heavy is imported to parse arguments, print help or list the models -------------------------
+PROBE = """
+import json, sys
+{setup}
+print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("setup", [
+    "import aelab",
+    "import aelab.cli",
+    *(f"from aelab.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass"
+      for args in (["--help"], ["train", "--help"], ["--version"], ["models"], ["models", "vae", "--json"],
+                   ["train", "--bogus"])),
+])
+def test_startup_imports_nothing_heavy(setup):
+    code = PROBE.format(setup=setup, heavy=HEAVY)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stderr.strip().splitlines()[-1]) == [], setup
+
+
+def test_lazy_package_keeps_its_api():
+    """`import aelab` is lazy but `aelab.train` is still the function, even once its module is imported."""
+    code = ("import aelab, aelab.train, types; from aelab.train import train\n"
+            "assert aelab.train is train and not isinstance(aelab.train, types.ModuleType)\n"
+            "assert callable(aelab.load_run) and aelab.anomaly.metrics and 'Run' in dir(aelab)\n"
+            "assert set(aelab.__all__) == {*aelab._EXPORTS, '__version__'} and set(aelab.__all__) <= set(dir(aelab))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    import aelab
+
+    with pytest.raises(AttributeError):
+        aelab.no_such_name  # noqa: B018
+
+
+def test_models_lists_the_registered_families():
+    """`aelab models` reads the cards (no torch); every registered family has one card of kind family."""
+    from aelab.cards import load_cards
+    from aelab.models import families
+
+    assert {c.id for c in load_cards().values() if c.kind == "family"} == set(families())
+
+
+def test_report_pdf_without_playwright_names_the_extra(cli_run, tmp_path):
+    """playwright is the optional `pdf` extra: without it, --pdf fails at once, saying how to install it."""
+    code = ("import sys\nsys.modules['playwright'] = None  # as if not installed\n"
+            "from aelab.cli import main\nmain(sys.argv[1:])")
+    out = tmp_path / "r.html"
+    res = subprocess.run([sys.executable, "-c", code, "report", str(cli_run[0]), "--pdf", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    bad(res, "pip install 'aelab[pdf]'")
+    assert not out.exists()

@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aelab.io import json_safe
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aelab: train, measure, edit, generate with and score image autoencoders.",
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +21,8 @@ DATA = typer.Option(None, "--data", help="Data source (default: the run's valida
 
 
 def print_json(obj: Any) -> None:
+    from aelab.io import json_safe  # imports torch: only once a command has results
+
     typer.echo(json.dumps(json_safe(obj), indent=2))
 
 

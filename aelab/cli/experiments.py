@@ -85,6 +85,10 @@ def report(
     """One self-contained HTML study of runs and sweeps: figures embedded, no network needed to view it."""
     from aelab.report import build_report
 
+    if pdf:
+        from aelab.report.browser import require_playwright
+
+        require_playwright()
     result = build_report(targets, out, title=title, generate=not no_generate, pdf=pdf)
     if as_json:
         print_json(result)

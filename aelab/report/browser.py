@@ -47,12 +47,26 @@ def launch(playwright: Any) -> Any:
         raise AelabError(f"no headless browser could be started ({first}); {INSTALL}") from None
 
 
+PDF_EXTRA = "rendering needs the playwright package: pip install 'aelab[pdf]'"
+
+
+def require_playwright() -> None:
+    """Fail before any work when playwright (the optional ``pdf`` extra) is not installed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("playwright") is not None
+    except ValueError:  # a "playwright" in sys.modules without a spec
+        found = False
+    if not found:
+        raise AelabError(f"{PDF_EXTRA}, then {INSTALL}")
+
+
 def _sync_playwright() -> Any:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise AelabError(f"rendering needs the playwright package (`pip install playwright`), then {INSTALL}") \
-            from None
+        raise AelabError(f"{PDF_EXTRA}, then {INSTALL}") from None
     return sync_playwright
 
 

@@ -50,10 +50,12 @@ SUMMARY, FIGURES = "summary.json", "figures"
 Images = np.ndarray | ImageSet
 
 ROWS = 32
-"""Rows in every model call of ``Run.encode`` / ``decode`` / ``reconstruct``. Part of what
-fixes their bytes: changing it changes the last bits of their outputs. 32 keeps one
-code's decode cheap (the explorer decodes one at a time) while big requests lose
-little throughput (see docs/generation.md, "Same seed, same bytes")."""
+"""Rows in every model call of ``Run.encode`` / ``decode`` / ``reconstruct`` (the default of
+``Run.rows``). Part of what fixes their bytes: another value may change their last bits.
+32 keeps one decode at about 50 ms of one CPU thread for the demo's models (the explorer
+decodes one code at a time, and edits a few); in bulk the conv VAE decodes as fast as in
+blocks of 512 and the deep fcn 1.4× slower, since its 50 MB last layer is read once per
+block (docs/generation.md, "Same seed, same bytes")."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -140,7 +142,7 @@ def load_weights(model: Autoencoder, path: Path) -> None:
 class Run:
     """A trained model with its config, preprocessing and data, loaded from a folder."""
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS):
         self.path = Path(path)
         if not self.path.is_dir():
             raise RunError(f"run folder not found: {self.path}")
@@ -155,6 +157,11 @@ class Run:
         except json.JSONDecodeError as exc:
             raise RunError(f"{self.path / SUMMARY}: not valid JSON ({exc.msg})") from None
         self.device = torch.device(device)
+        if rows < 1:
+            raise AelabError(f"rows must be at least 1, got {rows}")
+        self.rows = rows
+        """Rows per model call (see ``ROWS``): the same value gives the same bytes; a larger one
+        trades the cost of decoding a few codes for bulk throughput."""
         self.preprocess = Preprocess(self.config.data.preprocess, self.config.data.range)
         self.image_shape: tuple[int, int, int] = tuple(self.summary["image_shape"])
         self.model: Autoencoder = create_model(self.config.model, tuple(self.summary["input_shape"]))
@@ -237,8 +244,8 @@ class Run:
             yield self.preprocess(chunk, self.device, memory_format=self.memory_format)
 
     def _map(self, images: Images, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``fn`` over the preprocessed images in blocks of ``ROWS`` (see the module doc)."""
-        outs = [in_fixed_rows(fn, x, self.device, self.memory_format) for x in self.batches(images)]
+        """``fn`` over the preprocessed images in blocks of ``self.rows`` (see the module doc)."""
+        outs = [in_fixed_rows(fn, x, self.device, self.memory_format, self.rows) for x in self.batches(images)]
         return torch.cat(outs) if outs else torch.empty(0)
 
     # -- the model ---------------------------------------------------------------
@@ -261,7 +268,7 @@ class Run:
 
     def decode_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Codes -> model-range images (float N×C×H×W on the CPU); each code's image is the
-        same bytes however many codes are decoded with it (blocks of ``ROWS``)."""
+        same bytes however many codes are decoded with it (blocks of ``self.rows``)."""
         z = torch.as_tensor(np.asarray(codes, dtype=np.float32)) if not torch.is_tensor(codes) else codes.float()
         if z.ndim == len(self.latent_shape):
             z = z[None]
@@ -273,7 +280,7 @@ class Run:
                                  f"{self.latent_shape} ({self.latent_size} elements)")
         if not torch.isfinite(z).all():
             raise AelabError("codes contain NaN or infinite values")
-        return in_fixed_rows(self.model.decode, z, self.device, self.memory_format)
+        return in_fixed_rows(self.model.decode, z, self.device, self.memory_format, self.rows)
 
     def decode(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
         """Codes (N×latent_shape, or N×latent_size flat) -> uint8 images N×H×W×C."""
@@ -348,6 +355,6 @@ def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.
     return {**{k: v / max(n, 1) for k, v in totals.items()}, "n": n}
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Open a finished Run folder (safe: config YAML and safetensors only)."""
-    return Run(path, device)
+def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS) -> Run:
+    """Open a finished Run folder (safe: config YAML and safetensors only). ``rows``: see ``ROWS``."""
+    return Run(path, device, rows)

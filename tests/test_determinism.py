@@ -80,6 +80,17 @@ def test_encode_and_reconstruct_in_pieces_equal_one_call(tiny_vae_run: aelab.Run
         assert np.array_equal(mean, codes)
 
 
+def test_other_block_sizes_keep_the_promise_for_their_own_value(tiny_vae_run: aelab.Run) -> None:
+    run = aelab.load_run(tiny_vae_run.path, rows=8)
+    assert run.rows == 8 and tiny_vae_run.rows == ROWS
+    z = np.random.default_rng(2).standard_normal((19, run.latent_size)).astype(np.float32)
+    whole = run.decode_tensor(z)
+    for size in (1, 3, 9):
+        assert torch.equal(torch.cat(in_pieces(run.decode_tensor, z, size)), whole), f"pieces of {size}"
+    with pytest.raises(aelab.AelabError, match="rows must be at least 1"):
+        aelab.load_run(tiny_vae_run.path, rows=0)
+
+
 def test_augment_of_one_id_equals_its_rows_among_others(tiny_vae_run: aelab.Run) -> None:
     """The docs: noise (and now the images) do not depend on which other ids were chosen."""
     run = tiny_vae_run

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import aelab
+from aelab.generate import sample
 from aelab.run import ROWS, fixed_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,10 @@ def test_augment_of_one_id_equals_its_rows_among_others(tiny_vae_run: aelab.Run)
     alone = run.augment([3], variants=4, sigma=0.5, seed=1)
     many = run.augment("0-9", variants=4, sigma=0.5, seed=1)
     assert np.array_equal(alone.images, many.images[many.source_ids == 3])
+
+
+def test_the_first_samples_of_a_larger_draw_are_a_smaller_draw(tiny_vae_run: aelab.Run) -> None:
+    assert np.array_equal(sample(tiny_vae_run, 40, seed=3).images[:5], sample(tiny_vae_run, 5, seed=3).images)
 
 
 def test_fixed_kernels_scopes_cudnn_flags_and_nests() -> None:

@@ -12,12 +12,21 @@ Layout (the contract every analysis relies on)::
 ``Run`` is the Python handle: ``encode``, ``decode`` and ``reconstruct`` take
 and give numpy arrays (uint8 images N×H×W×C, float32 codes N×latent_shape)
 and work in batches, so a whole data set can be passed at once.
+
+Same input, same bytes: ``encode``, ``decode`` and ``reconstruct`` call the model
+on blocks of exactly ``ROWS`` rows (the last one padded with zeros), so each row
+meets the same kernels with the same shapes whatever the request size. oneDNN and
+MKL choose their algorithm and the split of a sum among threads from the batch
+size and the thread count; without a fixed block a row decoded among 5 differs
+from the same row decoded among 64 in the last bits, which flips uint8 rounding.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,14 @@ from aelab.runfolder import CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: 
 
 Images = np.ndarray | ImageSet
 
+ROWS = 32
+"""Rows in every model call of ``Run.encode`` / ``decode`` / ``reconstruct`` (the default of
+``Run.rows``). Part of what fixes their bytes: another value may change their last bits.
+32 keeps one decode at about 50 ms of one CPU thread for the demo's models (the explorer
+decodes one code at a time, and edits a few); in bulk the conv VAE decodes as fast as in
+blocks of 512 and the deep fcn 1.4× slower, since its 50 MB last layer is read once per
+block (docs/generation.md, "Same seed, same bytes")."""
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -47,6 +64,60 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AelabError(f"train.device '{name}' asked for, but this machine has no CUDA device")
     return torch.device(name)
+
+
+_cudnn_lock = threading.Lock()
+_cudnn_users = 0
+_cudnn_saved: tuple[bool, bool] = (False, False)
+
+
+@contextmanager
+def fixed_kernels(device: torch.device) -> Iterator[None]:
+    """On CUDA, cuDNN with benchmarking off and deterministic algorithms only, for the block.
+
+    Training turns benchmarking on (it times algorithms and keeps the fastest, which may
+    differ from one process to the next), and the heuristic choice may be an algorithm
+    that sums in a nondeterministic order (a transposed convolution is a convolution's
+    backward pass). Counted, so threads decoding at once restore the flags only when
+    the last leaves. On the CPU nothing changes: oneDNN's choices are fixed by shape and
+    thread count, which ``ROWS`` fixes."""
+    global _cudnn_users, _cudnn_saved
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    with _cudnn_lock:
+        if _cudnn_users == 0:
+            _cudnn_saved = (cudnn.benchmark, cudnn.deterministic)
+            cudnn.benchmark, cudnn.deterministic = False, True
+        _cudnn_users += 1
+    try:
+        yield
+    finally:
+        with _cudnn_lock:
+            _cudnn_users -= 1
+            if _cudnn_users == 0:
+                cudnn.benchmark, cudnn.deterministic = _cudnn_saved
+
+
+def in_fixed_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+                  memory_format: torch.memory_format = torch.contiguous_format,
+                  rows: int = ROWS) -> torch.Tensor:
+    """``fn(x)`` computed ``rows`` rows at a time, every call exactly ``rows`` rows (float, on the CPU).
+
+    Each block is copied into a fresh zero-padded buffer in ``memory_format``, so shape,
+    layout and alignment are the same for every row; a row's result then depends on
+    nothing but the row (checked in tests/test_determinism.py)."""
+    outs = []
+    with torch.inference_mode(), fixed_kernels(device):
+        for start in range(0, len(x), rows):
+            part = x[start:start + rows]
+            size = (rows, *part.shape[1:])
+            fmt = memory_format if part.ndim == 4 else torch.contiguous_format
+            block = torch.empty(size, dtype=part.dtype, device=device, memory_format=fmt).zero_()
+            block[:len(part)] = part
+            outs.append(fn(block)[:len(part)].float().cpu())
+    return torch.cat(outs) if outs else torch.empty(0)
 
 
 def load_weights(model: Autoencoder, path: Path) -> None:
@@ -100,7 +171,7 @@ def _shape(summary: dict[str, Any], key: str, path: Path) -> tuple[int, int, int
 class Run:
     """A trained model with its config, preprocessing and data, loaded from a folder."""
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS):
         self.path = Path(path)
         if not self.path.is_dir():
             raise RunError(f"run folder not found: {self.path}")
@@ -112,6 +183,11 @@ class Run:
         self.config: Config = load_config(self.path / CONFIG)
         self.summary: dict[str, Any] = read_summary(self.path / SUMMARY)
         self.device = torch.device(device)
+        if rows < 1:
+            raise AelabError(f"rows must be at least 1, got {rows}")
+        self.rows = rows
+        """Rows per model call (see ``ROWS``): the same value gives the same bytes; a larger one
+        trades the cost of decoding a few codes for bulk throughput."""
         self.preprocess = Preprocess(self.config.data.preprocess, self.config.data.range)
         self.image_shape: tuple[int, int, int] = _shape(self.summary, "image_shape", self.path / SUMMARY)
         input_shape = _shape(self.summary, "input_shape", self.path / SUMMARY)
@@ -201,14 +277,16 @@ class Run:
             yield self.preprocess(chunk, self.device, memory_format=self.memory_format)
 
     def _map(self, images: Images, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        with torch.inference_mode():
-            outs = [fn(x).float().cpu() for x in self.batches(images)]
+        """``fn`` over the preprocessed images in blocks of ``self.rows`` (see the module doc)."""
+        outs = [in_fixed_rows(fn, x, self.device, self.memory_format, self.rows) for x in self.batches(images)]
         return torch.cat(outs) if outs else torch.empty(0)
 
     # -- the model ---------------------------------------------------------------
     def to_model(self, images: Images) -> torch.Tensor:
         """Images preprocessed to the model's input (float N×C×H×W in the model range)."""
-        return self._map(images, lambda x: x)
+        with torch.inference_mode():
+            outs = [x.float().cpu() for x in self.batches(images)]
+        return torch.cat(outs) if outs else torch.empty(0)
 
     def encode(self, images: Images) -> np.ndarray:
         """Deterministic codes (the posterior mean for a VAE), float32 N×latent_shape."""
@@ -222,7 +300,8 @@ class Run:
         return both[:, 0].numpy(), both[:, 1].numpy()
 
     def decode_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Codes -> model-range images (float N×C×H×W on the CPU)."""
+        """Codes -> model-range images (float N×C×H×W on the CPU); each code's image is the
+        same bytes however many codes are decoded with it (blocks of ``self.rows``)."""
         z = torch.as_tensor(np.asarray(codes, dtype=np.float32)) if not torch.is_tensor(codes) else codes.float()
         if z.ndim == len(self.latent_shape):
             z = z[None]
@@ -234,10 +313,7 @@ class Run:
                                  f"{self.latent_shape} ({self.latent_size} elements)")
         if not torch.isfinite(z).all():
             raise AelabError("codes contain NaN or infinite values")
-        size = self.config.train.eval_batch_size
-        with torch.inference_mode():
-            return torch.cat([self.model.decode(z[i:i + size].to(self.device)).float().cpu()
-                              for i in range(0, len(z), size)]) if len(z) else torch.empty(0)
+        return in_fixed_rows(self.model.decode, z, self.device, self.memory_format, self.rows)
 
     def decode(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
         """Codes (N×latent_shape, or N×latent_size flat) -> uint8 images N×H×W×C."""
@@ -312,6 +388,6 @@ def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.
     return {**{k: v / max(n, 1) for k, v in totals.items()}, "n": n}
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Open a finished Run folder (safe: config YAML and safetensors only)."""
-    return Run(path, device)
+def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS) -> Run:
+    """Open a finished Run folder (safe: config YAML and safetensors only). ``rows``: see ``ROWS``."""
+    return Run(path, device, rows)

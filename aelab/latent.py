@@ -8,8 +8,11 @@ Functions of a ``Run`` returning typed results (``EditResult``, ``TraversalResul
 call), and per-run statistics of the codes are cached on the ``Run`` so repeated calls (the
 web explorer) are instant.
 
-One module over the usual size because it is one thing: every function here builds codes
-around one image's code from the same ranges and the same cached statistics, and decodes them.
+Over the usual ~350 lines because it is one thing: every function here builds codes around one
+image's code from the same ranges and the same cached code statistics, decodes them in one batch,
+and measures the change the same way (``_change``); splitting it would scatter those shared parts.
+About a third is the result types and the code statistics (the latter are to move to a shared
+code-statistics module).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
     run = aelab.load_run("runs/deep-fcn")
     codes = run.encode(images)                          # uint8 N×H×W×C in, codes out
     images = run.decode(codes)
+    edited = aelab.edit(run, image, ["0*=2", "2+=5"])  # analyses are functions of a Run (aelab.latent)
 
 The names below are imported on first use (PEP 562), so ``import aelab`` (and with
 it ``aelab --help``) does not pay for torch until something needs it.
@@ -33,15 +34,19 @@ _EXPORTS = {
     "Run": "aelab.run",
     "load_run": "aelab.run",
     "train": "aelab.train",
+    "edit": "aelab.latent",
+    "traverse": "aelab.latent",
+    "interpolate": "aelab.latent",
 }
 
-__all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "create_model", "load_config", "load_images",
-           "load_run", "train", "__version__"]
+__all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "create_model", "edit", "interpolate",
+           "load_config", "load_images", "load_run", "traverse", "train", "__version__"]
 
 if TYPE_CHECKING:
     from aelab.config import Config, load_config
     from aelab.data import ImageSet, Preprocess, load_images
     from aelab.errors import AelabError
+    from aelab.latent import edit, interpolate, traverse
     from aelab.models import create_model
     from aelab.run import Run, load_run
     from aelab.train import train

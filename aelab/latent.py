@@ -1,171 +1,143 @@
-"""Latent editing, traversal and interpolation: change a code, decode, look.
+"""Latent edits, traversal and interpolation: change a code, decode, measure what changed.
 
-The course exercise is "take one image's code, change two elements, decode,
-say what changed". Here an edit is a small language over *flat* element
-indices (whatever the code's shape), so ``z[0][0] *= 2`` becomes ``0*=2`` and
-``latent[:, 3], latent[:, 1000] = 2, 8`` becomes ``3=2,1000=8``:
+Functions of a ``Run`` returning typed results (``EditResult``, ``TraversalResult``,
+``InterpolationResult``): images as uint8 arrays, codes, and the numbers; each has a
+``to_dict()`` with JSON-safe numbers for ``--json`` and the explorer. Drawing them is
+``aelab.figures.latent``'s job, and the edit language (``0*=2``, ``3=2,1000=8``) is in
+``aelab.edits``. Everything decodes many codes in one batch (a traversal grid is one decode
+call), and per-run statistics of the codes are cached on the ``Run`` so repeated calls (the
+web explorer) are instant.
 
-=============  ==============================================
-``0*=2``       multiply element 0 by 2
-``2+=5``       add 5 to element 2 (also ``-=``, ``/=``)
-``3=2,1000=8`` set two elements (several ops, comma-separated)
-``all+=0.5``   every element
-``-1+=20``     negative indices count from the end
-``10:20*=0``   a range, end exclusive, as in Python slices
-=============  ==============================================
-
-Everything decodes many codes in one batch (a traversal grid is one decode
-call), and per-run statistics of the codes are cached on the ``Run`` so
-repeated calls (the web explorer) are instant.
+Over the usual ~350 lines because it is one thing: every function here builds codes around one
+image's code from the same ranges and the same cached code statistics, decodes them in one batch,
+and measures the change the same way (``_change``); splitting it would scatter those shared parts.
+About a third is the result types and the code statistics (the latter are to move to a shared
+code-statistics module).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shlex
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aelab.data.imageset import ImageSet
+from aelab.edits import NUMBER, Edit, apply_edits, parse_edit
 from aelab.errors import AelabError, DataError
+from aelab.io import json_safe
 
 if TYPE_CHECKING:
     from aelab.run import Run
 
-OPS = ("*=", "/=", "+=", "-=", "=")
 RANGE_KINDS = ("prior", "data", "minmax")
 PRIOR_QUANTILE = 0.975  # "prior" range: the central 95% of N(0, 1), i.e. ±1.96
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_OP_RE = re.compile(rf"^(?P<target>all|-?\d+|-?\d*:-?\d*)(?P<op>\*=|/=|\+=|-=|=)(?P<value>{_NUMBER})$")
 
 
-# -- the edit language ----------------------------------------------------------
+# -- results ----------------------------------------------------------------------------------
 
-@dataclass
-class Op:
-    """One operation: ``indices`` (flat, resolved against the code size) ``op`` ``value``."""
+@dataclass(frozen=True, eq=False)
+class EditedCode:
+    """One edit of an ``EditResult``: the edited code, its decode, and how far it moved from the
+    plain reconstruction (pixels in [0, 1]; ``psnr`` is inf when nothing changed)."""
 
-    text: str
-    op: str
-    value: float
-    indices: np.ndarray
+    edit: str
+    elements: list[int]
+    """Flat indices the edit touches."""
+    code: np.ndarray
+    """float32 latent_shape."""
+    image: np.ndarray
+    """uint8 H×W×C."""
+    mean_abs_change: float
+    psnr: float
+    diff: np.ndarray
+    """Per-pixel mean |edited - reconstruction| over channels, float32 H×W."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe({"edit": self.edit, "elements": list(self.elements), "code": self.code.reshape(-1).tolist(),
+                          "mean_abs_change": self.mean_abs_change, "psnr": self.psnr})
 
 
-@dataclass
-class Edit:
-    """A parsed edit: its text, the code size it was checked against, and its ops in order."""
+@dataclass(frozen=True, eq=False)
+class EditResult:
+    """``edit()``: the image as the model sees it, its code and reconstruction, and each edit."""
 
-    text: str
-    ops: list[Op] = field(default_factory=list)
-    size: int = 0
+    original: np.ndarray
+    code: np.ndarray
+    recon: np.ndarray
+    edited: tuple[EditedCode, ...]
+    sample: bool = False
+    """The code is a seeded posterior draw (VAE), not the mean."""
 
-    def __str__(self) -> str:
-        return self.text
+    def to_dict(self) -> dict[str, Any]:
+        """Codes before and after, and the change per edit (no images)."""
+        return {"code": json_safe(self.code.reshape(-1).tolist()), "sample": self.sample,
+                "edits": [e.to_dict() for e in self.edited]}
+
+
+@dataclass(frozen=True, eq=False)
+class TraversalResult:
+    """``traverse()``: a row per element, a column per value, the others at the image's code."""
+
+    original: np.ndarray
+    recon: np.ndarray
+    code: np.ndarray
+    dims: list[int]
+    images: np.ndarray
+    """uint8 rows × steps × H×W×C."""
+    values: np.ndarray
+    """rows × steps, the element's value in each cell."""
+    low: np.ndarray
+    high: np.ndarray
+    effect: np.ndarray
+    """Per row, the measured mean |output change| of the element at its two ends (Δ)."""
+    position: np.ndarray
+    """Per row, the column nearest the image's own value."""
+    range: str
+    steps: int
+    ranked: bool
+    """The rows are the elements with the largest Δ (not chosen by hand)."""
+    factors: list[dict[str, Any]] | None = None
+    """Per row, the generating factor the element tracks most (``factor``, Pearson ``r``), when asked."""
+
+    def to_dict(self) -> dict[str, Any]:
+        flat = self.code.reshape(-1)
+        out = {"dims": list(self.dims), "ranked_by_effect": self.ranked, "range": self.range, "steps": self.steps,
+               "elements": [{"element": int(d), "code_value": float(flat[d]), "low": float(lo), "high": float(hi),
+                             "output_change": float(e)}
+                            for d, lo, hi, e in zip(self.dims, self.low, self.high, self.effect, strict=True)]}
+        if self.factors is not None:
+            out["factors"] = [dict(f) for f in self.factors]
+        return json_safe(out)
+
+
+@dataclass(frozen=True, eq=False)
+class InterpolationResult:
+    """``interpolate()``: decodes along the code path from A to B (the ends are the two reconstructions)."""
+
+    images: np.ndarray
+    """uint8 steps × H×W×C."""
+    codes: np.ndarray
+    """Flat float32 steps × latent_size."""
+    t: np.ndarray
+    originals: tuple[np.ndarray, np.ndarray]
+    """A and B as the model sees them."""
+    mode: str
+    step_change: np.ndarray
+    """Mean |change| ([0, 1] pixels) from each decode to the next."""
 
     @property
-    def elements(self) -> np.ndarray:
-        """Every flat index the edit touches (sorted, unique)."""
-        return np.unique(np.concatenate([o.indices for o in self.ops])) if self.ops else np.empty(0, np.int64)
+    def steps(self) -> int:
+        return len(self.images)
 
-
-def _index(token: str, size: int, text: str) -> int:
-    try:
-        i = int(token)
-    except ValueError:  # more digits than Python converts
-        raise AelabError(f"edit '{text}': index {token[:20]}... is not a usable number") from None
-    if not -size <= i < size:
-        raise AelabError(f"edit '{text}': index {i} is outside the code of {size} elements "
-                         f"(use 0..{size - 1}, or -{size}..-1 from the end)")
-    return i % size
-
-
-def _targets(target: str, size: int, text: str) -> np.ndarray:
-    if target == "all":
-        return np.arange(size, dtype=np.int64)
-    if ":" not in target:
-        return np.array([_index(target, size, text)], dtype=np.int64)
-    lo_s, hi_s = target.split(":")
-    lo = _index(lo_s, size, text) if lo_s else 0
-    # the end of a range is exclusive, so `size` itself is a valid end
-    hi = size if hi_s in ("", str(size)) else _index(hi_s, size, text)
-    if hi <= lo:
-        raise AelabError(f"edit '{text}': range {target} is empty in a code of {size} elements")
-    return np.arange(lo, hi, dtype=np.int64)
-
-
-def parse_edit(text: str, size: int) -> Edit:
-    """Parse ``"0*=2"``, ``"3=2,1000=8"``, ``"all+=0.5"``, ``"-1+=20"``, ``"10:20*=0"`` for a code of ``size``."""
-    if isinstance(text, Edit):
-        return text if text.size == size else parse_edit(text.text, size)
-    raw = str(text).strip()
-    if not raw:
-        raise AelabError(f"edit is empty; write e.g. '0*=2' or '3=2,1000=8' (code of {size} elements)")
-    ops = []
-    for part in raw.split(","):
-        part = part.replace(" ", "")
-        m = _OP_RE.match(part)
-        if not m:
-            raise AelabError(f"edit '{raw}': cannot read '{part}'; write INDEX OP NUMBER with OP one of "
-                             f"{' '.join(OPS)}, INDEX a number, a range a:b or 'all' (code of {size} elements)")
-        value = float(m["value"])
-        if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
-            raise AelabError(f"edit '{raw}': {m['value']} is too large for a float32 code (code of {size} elements)")
-        if m["op"] == "/=" and value == 0:
-            raise AelabError(f"edit '{raw}': division by zero in '{part}'")
-        ops.append(Op(part, m["op"], value, _targets(m["target"], size, raw)))
-    return Edit(raw, ops, size)
-
-
-def apply_edits(codes: np.ndarray, edit: Edit | str) -> np.ndarray:
-    """A copy of ``codes`` (N×latent_shape, or one code) with ``edit`` applied to every code.
-
-    Ops apply left to right, so ``0*=2,0+=1`` doubles then adds."""
-    arr = np.asarray(codes, dtype=np.float32)
-    single = arr.ndim == 1
-    batch = arr[None] if single else arr
-    flat = batch.reshape(len(batch), -1).copy()
-    parsed = parse_edit(edit, flat.shape[1])
-    for o in parsed.ops:
-        cols = flat[:, o.indices]
-        v = np.float32(o.value)
-        if o.op == "=":
-            cols = np.full_like(cols, v)
-        elif o.op == "+=":
-            cols = cols + v
-        elif o.op == "-=":
-            cols = cols - v
-        elif o.op == "*=":
-            cols = cols * v
-        else:
-            cols = cols / v
-        flat[:, o.indices] = cols
-    out = flat.reshape(batch.shape)
-    return out[0] if single else out
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe({"mode": self.mode, "steps": self.steps, "t": self.t.tolist(),
+                          "step_change": self.step_change.tolist()})
 
 
 # -- images in, codes out --------------------------------------------------------
-
-def load_image_file(path: str | Path, run: Run) -> np.ndarray:
-    """A user's image file as a uint8 1×H×W×C batch at the run's image size (PIL resize)."""
-    from PIL import Image
-
-    from aelab.data.sources import open_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image file not found: {path}")
-    h, w, c = run.image_shape
-    with open_image(path) as im:  # refuses decompression bombs before decoding
-        im = im.convert("L" if c == 1 else "RGB")
-        if im.size != (w, h):
-            im = im.resize((w, h), Image.Resampling.BILINEAR)
-        arr = np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
-    return (arr[..., None] if arr.ndim == 2 else arr)[None]
-
 
 def _one_image(run: Run, image: np.ndarray | ImageSet, where: str = "image") -> np.ndarray:
     """uint8 1×H×W×C from an H×W×C image, a 1-image batch or a 1-image ImageSet."""
@@ -224,14 +196,12 @@ def _change(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # -- edits -------------------------------------------------------------------------
 
-def edit(run: Run, image: np.ndarray | ImageSet, edits: list[str], sample: bool = False,
-         seed: int = 0) -> dict[str, Any]:
-    """Encode one image, apply each edit to its code, decode all at once.
+def edit(run: Run, image: np.ndarray | ImageSet, edits: list[str | Edit] | str | Edit, sample: bool = False,
+         seed: int = 0) -> EditResult:
+    """Encode one image, apply each edit to its code, decode all at once (one batch).
 
-    Returns ``{"original", "code", "recon", "edited": [{"edit", "code", "image", "mean_abs_change",
-    "psnr", "diff"}]}``: images uint8 H×W×C, codes float32 latent_shape, ``mean_abs_change`` and
-    ``psnr`` of the edited against the plain reconstruction (pixels in [0, 1]), ``diff`` the
-    per-pixel mean absolute change over channels."""
+    The changes are measured against the plain reconstruction, not the original, so they show
+    what the edit did rather than what the autoencoder loses anyway."""
     if isinstance(edits, str | Edit):
         edits = [edits]
     if not edits:
@@ -244,46 +214,9 @@ def edit(run: Run, image: np.ndarray | ImageSet, edits: list[str], sample: bool 
     recon, outs = images[0], images[1:]
     mae, psnr = _change(outs, np.broadcast_to(recon, outs.shape))
     diff = np.abs(_unit(outs) - _unit(recon)[None]).mean(-1)
-    return {"original": _seen(run, img), "code": code, "recon": recon, "sample": sample,
-            "edited": [{"edit": p.text, "elements": p.elements.tolist(), "code": c, "image": o,
-                        "mean_abs_change": float(m), "psnr": float(s), "diff": d}
-                       for p, c, o, m, s, d in zip(parsed, codes[1:], outs, mae, psnr, diff, strict=True)]}
-
-
-def edit_numbers(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON part of ``edit()``: codes before and after, and the change per edit (no images)."""
-    return {"code": result["code"].reshape(-1).tolist(), "sample": result["sample"],
-            "edits": [{"edit": e["edit"], "elements": e["elements"], "code": e["code"].reshape(-1).tolist(),
-                       "mean_abs_change": e["mean_abs_change"], "psnr": e["psnr"]} for e in result["edited"]]}
-
-
-def edit_figure(run: Run, image: np.ndarray | ImageSet, edits: list[str], path: str | Path,
-                title: str | None = None, sample: bool = False, seed: int = 0) -> dict[str, Any]:
-    """One row per edit: original, reconstruction, edited reconstruction, |edited - reconstruction|."""
-    result = edit(run, image, edits, sample=sample, seed=seed)
-    draw_edits(result, path, title or f"{run.name}: latent edits ({run.latent_size}-element code"
-                                      f"{', sampled' if sample else ''})")
-    return {"figure": str(path), **edit_numbers(result)}
-
-
-def edit_command(run_path: str | Path, image_id: int, edits: list[str], out: str | Path = "edit.png",
-                 data: str | None = None, sample: bool = False) -> str:
-    """The equivalent ``aelab edit ...`` command line (the web page's "copy as command").
-
-    With no edits it writes ``all+=0``, which changes nothing, so the line still runs and shows the
-    plain reconstruction."""
-    if isinstance(edits, str):
-        edits = [edits]
-    edits = list(edits) or ["all+=0"]
-    parts = ["aelab", "edit", str(run_path), "--id", str(int(image_id))]
-    for e in edits:
-        parts += ["--edit", str(e)]
-    if data:
-        parts += ["--data", data]
-    if sample:
-        parts.append("--sample")
-    parts += ["--out", str(out)]
-    return " ".join(shlex.quote(p) for p in parts)
+    return EditResult(original=_seen(run, img), code=code, recon=recon, sample=sample,
+                      edited=tuple(EditedCode(p.text, p.elements.tolist(), c, o, float(m), float(s), d)
+                                   for p, c, o, m, s, d in zip(parsed, codes[1:], outs, mae, psnr, diff, strict=True)))
 
 
 # -- ranges and effects ----------------------------------------------------------------
@@ -364,7 +297,7 @@ def data_ranges(run: Run, data: str | ImageSet | None = None, kind: str | tuple[
 
 
 def _explicit_range(text: str) -> tuple[float, float]:
-    m = re.fullmatch(rf"\s*({_NUMBER})\s*:\s*({_NUMBER})\s*", text)
+    m = re.fullmatch(rf"\s*({NUMBER})\s*:\s*({NUMBER})\s*", text)
     if not m:
         raise AelabError(f"range '{text}': use one of {', '.join(RANGE_KINDS)} or two numbers like -3:3")
     return float(m[1]), float(m[2])
@@ -450,13 +383,14 @@ def _check_dims(run: Run, dims: Any) -> list[int]:
 
 
 def traverse(run: Run, image: np.ndarray | ImageSet, dims: Any = None, top: int | None = None,
-             range: Any = "data", steps: int = 9, data: str | ImageSet | None = None) -> dict[str, Any]:  # noqa: A002
+             range: Any = "data", steps: int = 9, data: str | ImageSet | None = None,  # noqa: A002
+             factors: bool = False) -> TraversalResult:
     """Sweep chosen elements one at a time from low to high, the others at the image's code.
 
     ``dims`` picks elements; else the ``top`` (default 8) with the largest measured effect.
-    Returns ``images`` (rows × steps × H×W×C uint8), ``values`` (rows × steps), ``dims``,
-    ``low``/``high`` per row, ``effect`` per row, ``position`` (the column nearest the image's
-    own value), plus ``original``, ``recon`` and ``code``."""
+    ``range``: as ``data_ranges`` takes it; ``data``: where ranges and factor correlations come
+    from (default: the run's validation split). ``factors``: name the generating factor each row's
+    element tracks (``factor_table``; data with factors, e.g. builtin:faces)."""
     if int(steps) < 2:
         raise AelabError(f"steps must be at least 2, got {steps}")
     steps = int(steps)
@@ -483,21 +417,15 @@ def traverse(run: Run, image: np.ndarray | ImageSet, dims: Any = None, top: int 
     images = run.decode(np.concatenate([flat[None], codes]))
     recon, grid = images[0], images[1:].reshape(len(d), steps, *images.shape[1:])
     position = np.abs(values - flat[d, None]).argmin(1)
-    return {"original": _seen(run, img), "recon": recon, "code": code, "dims": chosen, "images": grid,
-            "values": values, "low": lo[d], "high": hi[d], "effect": effects[d], "position": position,
-            "range": range if isinstance(range, str) else f"{float(np.min(lo)):g}:{float(np.max(hi)):g}",
-            "steps": steps, "ranked": dims is None}
-
-
-def traverse_numbers(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON part of ``traverse()``."""
-    flat = result["code"].reshape(-1)
-    return {"dims": result["dims"], "ranked_by_effect": result["ranked"], "range": result["range"],
-            "steps": result["steps"],
-            "elements": [{"element": int(d), "code_value": float(flat[d]), "low": float(lo), "high": float(hi),
-                          "output_change": float(e)}
-                         for d, lo, hi, e in zip(result["dims"], result["low"], result["high"], result["effect"],
-                                                 strict=True)]}
+    table = None
+    if factors:
+        full = factor_table(run, data)
+        table = [{k: full[e][k] for k in ("element", "factor", "r")} for e in chosen]
+    return TraversalResult(
+        original=_seen(run, img), recon=recon, code=code, dims=chosen, images=grid, values=values, low=lo[d],
+        high=hi[d], effect=effects[d], position=position,
+        range=range if isinstance(range, str) else f"{float(np.min(lo)):g}:{float(np.max(hi)):g}",
+        steps=steps, ranked=dims is None, factors=table)
 
 
 def factor_table(run: Run, data: str | ImageSet | None = None) -> list[dict[str, Any]]:
@@ -533,25 +461,23 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.clip(r, -1.0, 1.0))
 
 
-def traverse_figure(run: Run, image: np.ndarray | ImageSet, path: str | Path, dims: Any = None,
-                    top: int | None = 8, range: Any = "data", steps: int = 9, factors: bool = False,  # noqa: A002
-                    data: str | ImageSet | None = None, title: str | None = None) -> dict[str, Any]:
-    """Draw the traversal grid (row labels: element, its range, with ``factors`` the factor it
-    tracks); returns ``traverse_numbers`` plus ``figure`` and, with ``factors``, ``factors``."""
-    result = traverse(run, image, dims=dims, top=None if dims is not None else top, range=range, steps=steps,
-                      data=data)
-    table = None
-    if factors:
-        full = factor_table(run, data)
-        table = [{k: full[d][k] for k in ("element", "factor", "r")} for d in result["dims"]]
-    draw_traversal(result, path, title or f"{run.name}: latent traversal ({result['range']} range)", table)
-    out = {"figure": str(path), **traverse_numbers(result)}
-    if table is not None:
-        out["factors"] = table
-    return out
-
-
 # -- interpolation --------------------------------------------------------------------------
+
+def interpolate(run: Run, image_a: np.ndarray | ImageSet, image_b: np.ndarray | ImageSet, steps: int = 10,
+                mode: str = "linear") -> InterpolationResult:
+    """``steps`` decodes along the path from image_a's code to image_b's (``linear``, or ``slerp``
+    along the sphere); the first and last are exactly the two reconstructions."""
+    if int(steps) < 2:
+        raise AelabError(f"steps must be at least 2, got {steps}")
+    a, b = _one_image(run, image_a, "image a"), _one_image(run, image_b, "image b")
+    za, zb = run.encode(np.concatenate([a, b])).reshape(2, -1)
+    t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)
+    codes = _path(za, zb, t, mode)
+    images = decode_unique(run, codes)
+    step_change, _ = _change(images[1:], images[:-1])
+    return InterpolationResult(images=images, codes=codes, t=t, originals=(_seen(run, a), _seen(run, b)), mode=mode,
+                               step_change=step_change)
+
 
 def _path(za: np.ndarray, zb: np.ndarray, t: np.ndarray, mode: str) -> np.ndarray:
     """Codes along the path from za to zb at fractions t (flat, float32); ends are exact."""
@@ -572,230 +498,3 @@ def _path(za: np.ndarray, zb: np.ndarray, t: np.ndarray, mode: str) -> np.ndarra
     out = ((1 - tt) * a + tt * b).astype(np.float32)
     out[t == 0], out[t == 1] = za, zb
     return out
-
-
-def interpolate(run: Run, image_a: np.ndarray | ImageSet, image_b: np.ndarray | ImageSet, steps: int = 10,
-                mode: str = "linear") -> np.ndarray:
-    """``steps`` decoded images from image_a's code to image_b's (uint8 steps×H×W×C); the first
-    and last are the two reconstructions."""
-    return _interpolate(run, image_a, image_b, steps, mode)["images"]
-
-
-def _interpolate(run: Run, image_a: Any, image_b: Any, steps: int, mode: str) -> dict[str, Any]:
-    if int(steps) < 2:
-        raise AelabError(f"steps must be at least 2, got {steps}")
-    a, b = _one_image(run, image_a, "image a"), _one_image(run, image_b, "image b")
-    za, zb = run.encode(np.concatenate([a, b])).reshape(2, -1)
-    t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)
-    images = decode_unique(run, _path(za, zb, t, mode))
-    return {"images": images, "t": t, "originals": (_seen(run, a), _seen(run, b)), "mode": mode}
-
-
-def interpolate_figure(run: Run, image_a: np.ndarray | ImageSet, image_b: np.ndarray | ImageSet,
-                       path: str | Path, steps: int = 10, mode: str = "linear",
-                       title: str | None = None) -> dict[str, Any]:
-    """Original A, the decoded path (reconstruction of A ... reconstruction of B), original B."""
-    res = _interpolate(run, image_a, image_b, steps, mode)
-    images = res["images"]
-    step_change, _ = _change(images[1:], images[:-1])
-    draw_interpolation(res, path, title or f"{run.name}: {mode} interpolation in the code")
-    return {"figure": str(path), "mode": mode, "steps": len(images), "t": res["t"].tolist(),
-            "step_change": step_change.tolist()}
-
-
-# -- drawing (matplotlib is imported only here, so the API loads fast) -------------------------
-
-def _mosaic(rows: np.ndarray, pad: int, vpad: int | None = None) -> np.ndarray:
-    """rows × cols × H×W×C uint8 -> one RGB picture with white gaps (fast: one imshow, not one per cell)."""
-    r, c, h, w, ch = rows.shape
-    vpad = pad if vpad is None else vpad
-    out = np.full((r * (h + vpad) - vpad, c * (w + pad) - pad, 3), 255, np.uint8)
-    cells = rows if ch == 3 else np.repeat(rows[..., :1], 3, axis=-1)
-    for i in np.arange(r):
-        y = i * (h + vpad)
-        block = cells[i].transpose(1, 0, 2, 3)  # H × cols × W × 3
-        strip = np.full((h, c, w + pad, 3), 255, np.uint8)
-        strip[:, :, :w] = block
-        out[y:y + h] = strip.reshape(h, c * (w + pad), 3)[:, :out.shape[1]]
-    return out
-
-
-def _colour_map(values: np.ndarray, vmax: float, cmap: str = "magma") -> np.ndarray:
-    """float H×W (0..vmax) -> uint8 H×W×3 through a matplotlib colour map."""
-    import matplotlib
-
-    return (matplotlib.colormaps[cmap](np.clip(values / vmax, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
-
-
-def draw_edits(result: dict[str, Any], path: str | Path, title: str) -> Path:
-    """The edit figure: per edit a row of original, reconstruction, edited, and the colour-mapped
-    absolute difference (mean over channels, [0, 1] pixels) with its own colour scale.
-
-    Drawn as one picture with text on top (one imshow, not 32 axes), so it takes a fraction of a
-    second: the edit is meant to be interactive."""
-    from aelab.figures.base import plt, save
-
-    rows = result["edited"]
-    h, w = result["recon"].shape[:2]
-    n = len(rows)
-    bar_w, gap, head = max(3, w // 10), max(6, w // 5), max(24, (h * 3) // 8)
-    cells = np.empty((n, 4, h, w, 3), np.uint8)
-    three = (lambda im: np.repeat(im, 3, axis=-1)) if result["recon"].shape[-1] == 1 else (lambda im: im)
-    cells[:, 0] = three(result["original"])
-    cells[:, 1] = three(result["recon"])
-    vmax = [max(float(e["diff"].max()), 1e-6) for e in rows]
-    for i, e in enumerate(rows):
-        cells[i, 2] = three(e["image"])
-        cells[i, 3] = _colour_map(e["diff"], vmax[i])
-    picture = _mosaic(cells, gap, head)
-    x_bar = picture.shape[1] + max(2, gap // 3)
-    picture = np.pad(picture, ((head, 0), (0, x_bar + bar_w - picture.shape[1]), (0, 0)), constant_values=255)
-    ramp = _colour_map(np.linspace(1.0, 0.0, h)[:, None].repeat(bar_w, 1), 1.0)
-    for i in range(n):
-        y = head + i * (h + head)
-        picture[y:y + h, x_bar:x_bar + bar_w] = ramp
-    scale = 0.019  # inches per pixel: a 64-pixel image is 1.2 in wide
-    fig = plt.figure(figsize=(picture.shape[1] * scale + 0.5, picture.shape[0] * scale + 0.35))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.imshow(picture, interpolation="nearest")
-    ax.set_axis_off()
-    for i, e in enumerate(rows):
-        y = head + i * (h + head)
-        psnr = "∞" if not math.isfinite(e["psnr"]) else f"{e['psnr']:.1f} dB"
-        heads = ["original", "reconstruction", f"edited: {e['edit']}",
-                 f"|{e['edit']} − recon|\nmean {e['mean_abs_change']:.3f}, {psnr}"]
-        for j, text in enumerate(heads):
-            ax.text(j * (w + gap) + w / 2, y - 3, text, ha="center", va="bottom", fontsize=6.5,
-                    fontweight="bold" if j == 2 else None)
-        ax.text(x_bar + bar_w + 2, y, f"{vmax[i]:.2g}", ha="left", va="top", fontsize=6)
-        ax.text(x_bar + bar_w + 2, y + h, "0", ha="left", va="bottom", fontsize=6)
-    fig.suptitle(title, fontsize=9, y=1.0, va="bottom")
-    return save(fig, path, dpi=100)
-
-
-def _value_text(v: float) -> str:
-    return f"{v:.2g}" if abs(v) < 10 else f"{v:.0f}"
-
-
-def draw_traversal(result: dict[str, Any], path: str | Path, title: str,
-                   factors: list[dict[str, Any]] | None = None) -> Path:
-    """The traversal grid as one picture: a row per element, a column per step; every cell is
-    labelled with its value and the cell nearest the image's own value is boxed. The original and
-    its reconstruction sit on the left."""
-    from matplotlib.patches import Rectangle
-
-    from aelab.figures.base import plt, save, show_image
-
-    grid = result["images"]
-    n_rows, steps, h, w = grid.shape[:4]
-    values = result["values"]
-    shared = bool(np.allclose(values, values[:1]))
-    gap_x, gap_y = max(2, w // 16), (max(2, w // 16) if shared else max(12, h // 4))
-    picture = _mosaic(grid, gap_x, gap_y)
-    # Lay out in inches: original and reconstruction on the left, the grid, row labels on the right.
-    grid_w = steps * 0.78
-    grid_h = grid_w * picture.shape[0] / picture.shape[1]
-    left, right, top, bottom, thumb = 1.15, 2.1 if factors else 1.0, 0.95 if shared else 0.75, 0.2, 0.9
-    body_h = max(grid_h, 2 * thumb + 0.45)
-    fig_w, fig_h = left + grid_w + right, top + body_h + bottom
-    fig = plt.figure(figsize=(fig_w, fig_h))
-
-    def box(x: float, y_top: float, w_in: float, h_in: float) -> list[float]:
-        return [x / fig_w, (fig_h - y_top - h_in) / fig_h, w_in / fig_w, h_in / fig_h]
-
-    show_image(fig.add_axes(box(0.1, top + 0.2, thumb, thumb)), result["original"], "original")
-    show_image(fig.add_axes(box(0.1, top + thumb + 0.45, thumb, thumb)), result["recon"], "reconstruction")
-    ax = fig.add_axes(box(left, top, grid_w, grid_h))
-    ax.imshow(picture, interpolation="nearest", aspect="auto")
-    for side in ax.spines.values():
-        side.set_visible(False)
-    ax.yaxis.tick_right()
-    centres_y = np.arange(n_rows) * (h + gap_y) + h / 2
-    centres_x = np.arange(steps) * (w + gap_x) + w / 2
-    labels = []
-    for i, d in enumerate(result["dims"]):
-        label = f"z[{d}]"
-        if factors:
-            f = factors[i]
-            label += f"\n{f['factor']} (r={f['r']:+.2f})"
-        label += f"\nΔ {result['effect'][i]:.3g}"
-        labels.append(label)
-    ax.set_yticks(centres_y, labels, fontsize=7)
-    ax.tick_params(length=0)
-    if shared:
-        ax.set_xticks(centres_x, [_value_text(v) for v in values[0]], fontsize=7)
-        ax.xaxis.tick_top()
-    else:
-        ax.set_xticks([])
-        for i in np.arange(n_rows):
-            for j in np.arange(steps):
-                ax.text(centres_x[j], centres_y[i] + h / 2 + gap_y / 2, _value_text(values[i, j]), ha="center",
-                        va="center", fontsize=6, color="0.25")
-    for i, j in enumerate(result["position"]):
-        ax.add_patch(Rectangle((centres_x[j] - w / 2 - 0.5, centres_y[i] - h / 2 - 0.5), w, h, fill=False,
-                               edgecolor="tab:orange", linewidth=1.2))
-    how = "ranked by measured output change Δ" if result["ranked"] else "Δ: measured output change"
-    fig.suptitle(f"{title}\none element per row, the others at the image's code; {how}; "
-                 f"orange box: nearest the image's own value", fontsize=9)
-    return save(fig, path, dpi=100)
-
-
-def draw_interpolation(res: dict[str, Any], path: str | Path, title: str) -> Path:
-    """Original A, the decoded path from A's code to B's, original B, in one row."""
-    from aelab.figures.base import plt, save
-
-    images = res["images"]
-    a, b = res["originals"]
-    row = np.stack([a, *images, b])[None]
-    h, w = row.shape[2:4]
-    gap = max(2, w // 16)
-    picture = _mosaic(row, gap)
-    picture[:, w + gap // 2 - 1:w + gap // 2 + 1] = 120  # separators around the decoded path
-    x_end = (len(row[0]) - 1) * (w + gap) - gap // 2
-    picture[:, x_end - 1:x_end + 1] = 120
-    fig, ax = plt.subplots(figsize=(0.8 * len(row[0]) + 0.4, 1.6))
-    ax.imshow(picture, interpolation="nearest")
-    ax.set_yticks([])
-    ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    names = ["A", *(f"t={t:.2f}" for t in res["t"]), "B"]
-    ax.set_xticks(np.arange(len(names)) * (w + gap) + w / 2, names, fontsize=7)
-    ax.set_title(f"{title}: original A, decoded codes (ends: the two reconstructions), original B", fontsize=9)
-    return save(fig, path, dpi=100)
-
-
-# -- the demo's section ---------------------------------------------------------------------------
-
-def demo_section(demo: Any) -> list[str]:
-    """``aelab demo``: per model an edit figure (the assignment's two edits and two measured ones on
-    one face), a traversal grid with the factor each element tracks, and an interpolation."""
-    from aelab.io import json_safe, write_json
-
-    lines: list[str] = []
-    numbers: dict[str, Any] = {}
-    for key, run in demo.runs.items():
-        pool = run.splits.full
-        face = pool.by_ids([0])
-        stats = code_stats(run)
-        top = top_elements(run, run.encode(face)[0], 2)
-        edits = ["0*=2", "2+=5", f"{top[0]}+={2 * stats['std'][top[0]]:.2g}",
-                 f"{top[1]}-={2 * stats['std'][top[1]]:.2g}"]
-        e = edit_figure(run, face, edits, run.figures / "latent_edits.png",
-                        title=f"{run.name}: latent edits of face id 0 ({run.latent_size}-element code)")
-        kind = "prior" if run.variational else "data"
-        t = traverse_figure(run, face, run.figures / "latent_traversal.png", top=6 if demo.quick else 8,
-                            range=kind, factors=bool(pool.factors),
-                            title=f"{run.name}: latent traversal of face id 0 ({kind} range)")
-        i = interpolate_figure(run, face, pool.by_ids([17]), run.figures / "latent_interpolation.png", steps=8)
-        numbers[key] = {"edits": [{k: x[k] for k in ("edit", "mean_abs_change", "psnr")} for x in e["edits"]],
-                        "traversal": t["elements"], "factors": t.get("factors", []),
-                        "figures": [e["figure"], t["figure"], i["figure"]]}
-        write_json(run.path / "latent.json", json_safe({"edit": e, "traversal": t, "interpolation": i}))
-        changes = ", ".join(f"{x['edit']} {x['mean_abs_change']:.3f}" for x in e["edits"])
-        lines.append(f"latent edits ({key}): {e['figure']}  (mean |change| per edit: {changes})")
-        tracked = "; ".join(f"z[{f['element']}] ~ {f['factor']} (r={f['r']:+.2f})" for f in t.get("factors", [])[:3])
-        lines.append(f"latent traversal ({key}): {t['figure']}" + (f"  ({tracked})" if tracked else ""))
-        lines.append(f"latent interpolation ({key}): {i['figure']}")
-    demo.result["latent"] = numbers
-    return lines

@@ -328,26 +328,6 @@ class Run:
         data = self.val_data() if images is None else self.data(images) if isinstance(images, str) else images
         return evaluate_model(self.model, self.preprocess, self.batches(data))
 
-    # -- latent editing (aelab.latent) -------------------------------------------
-    def edit(self, image: Images, edits: list[str], sample: bool = False, seed: int = 0) -> dict[str, Any]:
-        """Apply edits such as ``["0*=2", "2+=5"]`` to one image's code; see ``aelab.latent.edit``."""
-        from aelab.latent import edit
-
-        return edit(self, image, edits, sample=sample, seed=seed)
-
-    def traverse(self, image: Images, dims: Any = None, top: int | None = None, range: Any = "data",  # noqa: A002
-                 steps: int = 9) -> dict[str, Any]:
-        """Sweep code elements one at a time; see ``aelab.latent.traverse``."""
-        from aelab.latent import traverse
-
-        return traverse(self, image, dims=dims, top=top, range=range, steps=steps)
-
-    def interpolate(self, image_a: Images, image_b: Images, steps: int = 10, mode: str = "linear") -> np.ndarray:
-        """Decoded images along the code path from a to b; see ``aelab.latent.interpolate``."""
-        from aelab.latent import interpolate
-
-        return interpolate(self, image_a, image_b, steps=steps, mode=mode)
-
     # -- anomaly scores (aelab.anomaly) ------------------------------------------
     def score(self, images: Images | str | None = None, kind: str = "mse", **kwargs: Any) -> np.ndarray:
         """Anomaly score per image, higher = more anomalous; see ``aelab.anomaly.score``."""

@@ -29,7 +29,8 @@ import torch
 
 from aelab.config import load_config
 from aelab.demo import preset
-from aelab.latent import edit, edit_figure, traverse, traverse_figure
+from aelab.figures.latent import edit_figure, traversal_figure
+from aelab.latent import edit, traverse
 from aelab.run import load_run
 from aelab.train import train
 
@@ -70,12 +71,13 @@ def main() -> None:
     dims = list(range(min(10, run.latent_size)))
     rows = {
         "edit: encode + 8 edits + decode": measure(lambda: edit(run, face, EDITS), args.repeat),
-        "edit + figure (target < 1 s)": measure(lambda: edit_figure(run, face, EDITS, out / "e.png"), args.repeat),
+        "edit + figure (target < 1 s)": measure(lambda: edit_figure(edit(run, face, EDITS), out / "e.png"),
+                                                args.repeat),
         f"traverse {len(dims)}×9: decode": measure(lambda: traverse(run, face, dims=dims, steps=9), args.repeat),
         f"traverse {len(dims)}×9 + figure (target < 2 s)": measure(
-            lambda: traverse_figure(run, face, out / "t.png", dims=dims, steps=9), args.repeat),
+            lambda: traversal_figure(traverse(run, face, dims=dims, steps=9), out / "t.png"), args.repeat),
         "traverse top 8 (ranked) + figure": measure(
-            lambda: traverse_figure(run, face, out / "t8.png", top=8, steps=9), args.repeat),
+            lambda: traversal_figure(traverse(run, face, top=8, steps=9), out / "t8.png"), args.repeat),
     }
     env = {"run": str(args.run), "parameters": run.summary["parameters"], "torch_threads": torch.get_num_threads(),
            "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}

@@ -174,18 +174,20 @@ def test_damaged_summary_json(tiny_run, tmp_path, summary, needle):
 
 
 def test_edit_image_bomb_and_unwritable_figures(tiny_run, tmp_path):
-    from aelab.latent import edit_figure, load_image_file
+    from aelab.data.files import read_image_file
+    from aelab.figures.latent import edit_figure
+    from aelab.latent import edit
 
     (tmp_path / "bomb.png").write_bytes(png_declaring(20000, 20000))
-    with pytest.raises(DataError, match="bomb.png: too large"):
-        load_image_file(tmp_path / "bomb.png", tiny_run)
-    image = tiny_run.val_data().batch(slice(0, 1))
+    with pytest.raises(DataError, match="400,000,000 pixels; at most"):
+        read_image_file(tmp_path / "bomb.png", tiny_run.image_shape, what="bomb.png")
+    result = edit(tiny_run, tiny_run.val_data().batch(slice(0, 1)), ["0*=2"])
     (tmp_path / "a-file").write_text("x")
     for out, needle in ((tmp_path, "is a folder; give a file name"),
                         (tmp_path / "a-file" / "e.png", "a-file is a file, not a folder"),
                         (Path("/proc/aelab-e.png"), "cannot write /proc/aelab-e.png")):
         with pytest.raises(AelabError, match=needle):
-            edit_figure(tiny_run, image, ["0*=2"], out)
+            edit_figure(result, out)
 
 
 def test_train_out_that_cannot_be_a_folder(tmp_path):

@@ -18,22 +18,22 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aelab.cli.common import app
+from aelab.data.files import read_image_file
+from aelab.edits import apply_edits, edit_command, parse_edit
 from aelab.errors import AelabError
+from aelab.figures.latent import edit_figure, interpolation_figure, traversal_figure
 from aelab.latent import (
-    apply_edits,
+    EditedCode,
+    EditResult,
+    InterpolationResult,
+    TraversalResult,
     data_ranges,
     edit,
-    edit_command,
-    edit_figure,
     element_effects,
     factor_table,
     interpolate,
-    interpolate_figure,
-    load_image_file,
-    parse_edit,
     top_elements,
     traverse,
-    traverse_figure,
 )
 from aelab.run import load_run
 from aelab.train import train
@@ -158,77 +158,123 @@ def test_apply_edits_to_spatial_codes_uses_flat_indices():
 
 def test_zero_edit_returns_the_plain_reconstruction_exactly(fcn):
     img = _img(fcn)
-    res = fcn.edit(img, ["0+=0", "all*=1", "3-=0"])
+    res = edit(fcn, img, ["0+=0", "all*=1", "3-=0"])
     recon = fcn.reconstruct(img)[0]
-    np.testing.assert_array_equal(res["recon"], recon)
-    for e in res["edited"]:
-        np.testing.assert_array_equal(e["image"], recon)
-        assert e["mean_abs_change"] == 0 and e["psnr"] == float("inf")
+    np.testing.assert_array_equal(res.recon, recon)
+    for e in res.edited:
+        np.testing.assert_array_equal(e.image, recon)
+        assert e.mean_abs_change == 0 and e.psnr == float("inf")
+    assert all(e["psnr"] is None for e in res.to_dict()["edits"])  # strict JSON: no Infinity
 
 
 def test_edit_numbers_match_an_independent_computation(fcn):
     img = _img(fcn, 3)
     res = edit(fcn, img[0], ["0*=2", "2+=5", "3=2,-1=8"])  # an H×W×C image is accepted too
     code = fcn.encode(img)[0]
-    np.testing.assert_array_equal(res["code"], code)
-    for e, text in zip(res["edited"], ["0*=2", "2+=5", "3=2,-1=8"], strict=True):
-        np.testing.assert_array_equal(e["code"], apply_edits(code[None], text)[0])
-        decoded = fcn.decode(e["code"][None])[0]
-        assert np.abs(decoded.astype(int) - e["image"].astype(int)).max() <= 1
-        d = e["image"].astype(np.float64) / 255 - res["recon"].astype(np.float64) / 255
-        assert e["mean_abs_change"] == pytest.approx(np.abs(d).mean(), rel=1e-5)
-        assert e["psnr"] == pytest.approx(-10 * np.log10(np.square(d).mean()), rel=1e-5)
-        np.testing.assert_allclose(e["diff"], np.abs(d).mean(-1), atol=1e-6)
-    assert res["edited"][0]["mean_abs_change"] > 0
-    assert res["edited"][2]["elements"] == [3, 5]
+    assert isinstance(res, EditResult) and not res.sample
+    np.testing.assert_array_equal(res.code, code)
+    for e, text in zip(res.edited, ["0*=2", "2+=5", "3=2,-1=8"], strict=True):
+        assert e.edit == text
+        np.testing.assert_array_equal(e.code, apply_edits(code[None], text)[0])
+        decoded = fcn.decode(e.code[None])[0]
+        assert np.abs(decoded.astype(int) - e.image.astype(int)).max() <= 1
+        d = e.image.astype(np.float64) / 255 - res.recon.astype(np.float64) / 255
+        assert e.mean_abs_change == pytest.approx(np.abs(d).mean(), rel=1e-5)
+        assert e.psnr == pytest.approx(-10 * np.log10(np.square(d).mean()), rel=1e-5)
+        np.testing.assert_allclose(e.diff, np.abs(d).mean(-1), atol=1e-6)
+    assert res.edited[0].mean_abs_change > 0
+    assert res.edited[2].elements == [3, 5]
+    numbers = res.to_dict()
+    assert numbers["code"] == code.reshape(-1).tolist() and numbers["sample"] is False
+    assert [x["edit"] for x in numbers["edits"]] == ["0*=2", "2+=5", "3=2,-1=8"]
+    assert numbers["edits"][1] == {"edit": "2+=5", "elements": [2], "code": res.edited[1].code.tolist(),
+                                   "mean_abs_change": res.edited[1].mean_abs_change, "psnr": res.edited[1].psnr}
+    json.dumps(numbers, allow_nan=False)
 
 
 def test_vae_edit_starts_from_the_mean_and_sample_is_seeded(vae, fcn):
     img = _img(vae, 1)
     mean, _ = vae.encode_stats(img)
-    a, b = vae.edit(img, ["0*=2"]), vae.edit(img, ["0*=2"])
-    np.testing.assert_array_equal(a["code"], mean[0])
-    np.testing.assert_array_equal(a["edited"][0]["image"], b["edited"][0]["image"])
-    s1, s2, s3 = (vae.edit(img, ["0*=2"], sample=True, seed=s) for s in (1, 1, 2))
-    np.testing.assert_array_equal(s1["code"], s2["code"])
-    assert not np.array_equal(s1["code"], mean[0]) and not np.array_equal(s1["code"], s3["code"])
+    a, b = edit(vae, img, ["0*=2"]), edit(vae, img, ["0*=2"])
+    np.testing.assert_array_equal(a.code, mean[0])
+    np.testing.assert_array_equal(a.edited[0].image, b.edited[0].image)
+    s1, s2, s3 = (edit(vae, img, ["0*=2"], sample=True, seed=s) for s in (1, 1, 2))
+    np.testing.assert_array_equal(s1.code, s2.code)
+    assert s1.sample and s1.to_dict()["sample"] is True
+    assert not np.array_equal(s1.code, mean[0]) and not np.array_equal(s1.code, s3.code)
     with pytest.raises(AelabError, match="variational"):
-        fcn.edit(_img(fcn), ["0*=2"], sample=True)
+        edit(fcn, _img(fcn), ["0*=2"], sample=True)
 
 
 def test_edit_on_a_spatial_code(spatial):
     assert len(spatial.latent_shape) == 3
     img = _img(spatial)
     res = edit(spatial, img, ["-1+=20", "0:10*=0"])
-    code = res["code"]
+    code = res.code
     assert code.shape == spatial.latent_shape
-    changed = res["edited"][0]["code"] != code
+    changed = res.edited[0].code != code
     assert changed.sum() == 1 and changed[-1, -1, -1]
-    assert res["edited"][0]["code"][-1, -1, -1] == pytest.approx(code[-1, -1, -1] + 20)
-    assert res["edited"][0]["mean_abs_change"] > 0
+    assert res.edited[0].code[-1, -1, -1] == pytest.approx(code[-1, -1, -1] + 20)
+    assert res.edited[0].mean_abs_change > 0
+    assert len(res.to_dict()["code"]) == spatial.latent_size
 
 
 def test_bad_images_are_named(fcn):
     img = _img(fcn)
     with pytest.raises(AelabError, match="one image"):
-        fcn.edit(np.concatenate([img, img]), ["0*=2"])
+        edit(fcn, np.concatenate([img, img]), ["0*=2"])
     with pytest.raises(AelabError, match="expects"):
-        fcn.edit(np.zeros((1, 20, 20, 3), np.uint8), ["0*=2"])
+        edit(fcn, np.zeros((1, 20, 20, 3), np.uint8), ["0*=2"])
     with pytest.raises(AelabError, match="no edit"):
-        fcn.edit(img, [])
+        edit(fcn, img, [])
 
 
-def test_image_file_is_resized_to_the_run(fcn, tmp_path):
-    path = tmp_path / "me.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(path)
-    arr = load_image_file(path, fcn)
-    assert arr.shape == (1, *fcn.image_shape) and arr.dtype == np.uint8
-    assert len(fcn.edit(arr, ["0*=2"])["edited"]) == 1
-    with pytest.raises(AelabError, match="not found"):
-        load_image_file(tmp_path / "none.png", fcn)
+def test_image_file_is_centre_cropped_then_resized_to_the_run(fcn, tmp_path, monkeypatch):
+    """The one reader's policy: a wide photo loses its sides (not stretched), then is resized."""
+    h, w, c = fcn.image_shape
+    wide = np.zeros((40, 120, 3), np.uint8)
+    wide[:, :40] = (255, 0, 0)
+    wide[:, 40:80] = (0, 0, 255)  # the centre square
+    wide[:, 80:] = (0, 255, 0)
+    path = tmp_path / "wide.png"
+    Image.fromarray(wide).save(path)
+    arr = read_image_file(path, fcn.image_shape)
+    assert arr.shape == (h, w, c) and arr.dtype == np.uint8
+    assert (arr[..., 2] >= 250).all() and (arr[..., :2] <= 5).all()  # only the blue centre is left
+    assert read_image_file(path.read_bytes(), fcn.image_shape).tobytes() == arr.tobytes()  # bytes or path alike
+    assert len(edit(fcn, arr, ["0*=2"]).edited) == 1
+    with pytest.raises(AelabError, match="not found") as err:
+        read_image_file(tmp_path / "none.png", fcn.image_shape)
+    assert err.value.status == 404
     (tmp_path / "bad.png").write_text("not an image")
-    with pytest.raises(AelabError, match="not a readable image"):
-        load_image_file(tmp_path / "bad.png", fcn)
+    with pytest.raises(AelabError, match="not a readable image") as err:
+        read_image_file(tmp_path / "bad.png", fcn.image_shape)
+    assert err.value.status == 415
+    monkeypatch.setattr("aelab.data.files.MAX_PIXELS", 1000)  # the bomb check guards the CLI's path too
+    with pytest.raises(AelabError, match="120×40 pixels; at most 1,000") as err:
+        read_image_file(path, fcn.image_shape)
+    assert err.value.status == 413
+
+
+def test_cli_image_and_explorer_upload_give_the_same_code(fcn, tmp_path):
+    """One reader for both doors: the same non-square PNG encodes to the same code."""
+    from fastapi.testclient import TestClient
+
+    from aelab.serve.app import create_app
+
+    rng = np.random.default_rng(3)
+    photo = np.asarray(Image.fromarray(_img(fcn, 4)[0]).resize((37, 23), Image.Resampling.BILINEAR))
+    photo = np.clip(photo.astype(int) + rng.integers(-20, 20, photo.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    by_cli = json.loads(_cli("edit", str(fcn.path), "--image", str(path), "--edit", "all+=0",
+                             "--out", str(tmp_path / "p.png"), "--json"))["code"]
+    with TestClient(create_app([fcn.path])) as client:
+        r = client.post("/api/encode", files={"image": ("photo.png", path.read_bytes(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.json()["code"] == by_cli
+    stretched = np.asarray(Image.fromarray(photo).resize(fcn.image_shape[1::-1], Image.Resampling.BILINEAR))
+    assert fcn.encode(stretched[None]).reshape(-1).tolist() != by_cli  # the policy is not a stretch
 
 
 # -- ranges, effects, ranking ----------------------------------------------------------------
@@ -262,26 +308,31 @@ def test_top_ranking_known_by_construction(linear):
     assert top_elements(linear, zero, 6, ranges=(-1.0, 1.0)) == [1, 3, 5, 0, 2, 4]
     assert top_elements(linear, zero, 2, ranges=(-1.0, 1.0)) == [1, 3]
     res = traverse(linear, _img(linear), top=3, range=(-1.0, 1.0), steps=5)
-    assert res["dims"] == [1, 3, 5] and res["ranked"]
+    assert res.dims == [1, 3, 5] and res.ranked
 
 
 def test_traverse_grid_is_the_decoded_sweep(fcn):
     img = _img(fcn, 2)
-    res = fcn.traverse(img, dims=[4, 0], range="-2:2", steps=5)
+    res = traverse(fcn, img, dims=[4, 0], range="-2:2", steps=5)
     h, w, c = fcn.image_shape
-    assert res["images"].shape == (2, 5, h, w, c) and res["dims"] == [4, 0] and not res["ranked"]
-    np.testing.assert_allclose(res["values"], [np.linspace(-2, 2, 5)] * 2, atol=1e-6)
+    assert isinstance(res, TraversalResult) and res.factors is None
+    assert res.images.shape == (2, 5, h, w, c) and res.dims == [4, 0] and not res.ranked
+    np.testing.assert_allclose(res.values, [np.linspace(-2, 2, 5)] * 2, atol=1e-6)
     code = fcn.encode(img)[0]
     codes = np.repeat(code[None], 10, 0)
     codes[:5, 4] = np.linspace(-2, 2, 5)
     codes[5:, 0] = np.linspace(-2, 2, 5)
     want = fcn.decode(np.concatenate([code[None], codes]))[1:]
-    assert np.abs(want.astype(int) - res["images"].reshape(want.shape).astype(int)).max() <= 1
-    assert res["position"].tolist() == np.abs(res["values"] - code[[4, 0], None]).argmin(1).tolist()
+    assert np.abs(want.astype(int) - res.images.reshape(want.shape).astype(int)).max() <= 1
+    assert res.position.tolist() == np.abs(res.values - code[[4, 0], None]).argmin(1).tolist()
+    numbers = res.to_dict()
+    assert numbers["dims"] == [4, 0] and numbers["range"] == "-2:2" and numbers["steps"] == 5
+    assert [e["element"] for e in numbers["elements"]] == [4, 0] and "factors" not in numbers
+    assert numbers["elements"][0]["code_value"] == float(code[4]) and numbers["elements"][1]["low"] == -2
     with pytest.raises(AelabError, match="outside the code of 6"):
-        fcn.traverse(img, dims=[6])
+        traverse(fcn, img, dims=[6])
     with pytest.raises(AelabError, match="steps"):
-        fcn.traverse(img, steps=1)
+        traverse(fcn, img, steps=1)
 
 
 def test_factor_table_against_numpy(fcn):
@@ -304,16 +355,24 @@ def test_factor_table_against_numpy(fcn):
 @pytest.mark.parametrize("mode", ["linear", "slerp"])
 def test_interpolation_ends_are_the_reconstructions(fcn, mode):
     a, b = _img(fcn, 3), _img(fcn, 17)
-    path = fcn.interpolate(a, b, steps=7, mode=mode)
+    res = interpolate(fcn, a, b, steps=7, mode=mode)
+    path = res.images
+    assert isinstance(res, InterpolationResult) and res.mode == mode and res.steps == 7
     assert path.shape == (7, *fcn.image_shape) and path.dtype == np.uint8
     np.testing.assert_array_equal(path[0], fcn.reconstruct(a)[0])
     np.testing.assert_array_equal(path[-1], fcn.reconstruct(b)[0])
+    za, zb = fcn.encode(np.concatenate([a, b])).reshape(2, -1)
+    np.testing.assert_array_equal(res.codes[0], za)
+    np.testing.assert_array_equal(res.codes[-1], zb)
+    unit = path.astype(np.float64) / 255
+    np.testing.assert_allclose(res.step_change, np.abs(unit[1:] - unit[:-1]).mean(axis=(1, 2, 3)), rtol=1e-5)
+    assert res.to_dict() == {"mode": mode, "steps": 7, "t": res.t.tolist(), "step_change": res.step_change.tolist()}
 
 
 def test_linear_midpoint_and_errors(fcn):
     a, b = _img(fcn, 3), _img(fcn, 17)
     za, zb = fcn.encode(np.concatenate([a, b]))
-    mid = interpolate(fcn, a, b, steps=3)[1]
+    mid = interpolate(fcn, a, b, steps=3).images[1]
     assert np.abs(mid.astype(int) - fcn.decode(((za + zb) / 2)[None])[0].astype(int)).max() <= 1
     with pytest.raises(AelabError, match="linear or slerp"):
         interpolate(fcn, a, b, mode="cubic")
@@ -330,13 +389,47 @@ def _png(path: Path) -> tuple[int, int]:
 
 def test_figures_are_written(fcn, vae, tmp_path):
     img = _img(fcn)
-    res = edit_figure(fcn, img, ["0*=2", "2+=5"], tmp_path / "e.png")
-    assert _png(tmp_path / "e.png")[1] > 200 and len(res["edits"]) == 2 and len(res["code"]) == 6
-    res = traverse_figure(vae, _img(vae), tmp_path / "t.png", top=3, range="prior", steps=5, factors=True)
+    path = edit_figure(edit(fcn, img, ["0*=2", "2+=5"]), tmp_path / "e.png", "edits")
+    assert path == tmp_path / "e.png" and _png(path)[1] > 200
+    swept = traverse(vae, _img(vae), top=3, range="prior", steps=5, factors=True)
+    assert [f["element"] for f in swept.factors] == swept.dims
+    assert [f["element"] for f in swept.to_dict()["factors"]] == swept.dims
+    traversal_figure(swept, tmp_path / "t.png")
     assert _png(tmp_path / "t.png")[0] > 300
-    assert [f["element"] for f in res["factors"]] == res["dims"]
-    res = interpolate_figure(fcn, _img(fcn, 1), _img(fcn, 2), tmp_path / "i.png", steps=4, mode="slerp")
-    assert res["steps"] == 4 and len(res["step_change"]) == 3 and _png(tmp_path / "i.png")[0] > 300
+    res = interpolate(fcn, _img(fcn, 1), _img(fcn, 2), steps=4, mode="slerp")
+    assert res.steps == 4 and len(res.step_change) == 3
+    interpolation_figure(res, tmp_path / "i.png")
+    assert _png(tmp_path / "i.png")[0] > 300
+
+
+def test_figures_draw_results_built_without_a_model(tmp_path):
+    """The figures take results, never a Run: here results are made by hand."""
+    rng = np.random.default_rng(0)
+
+    def images(*shape: int) -> np.ndarray:
+        return rng.integers(0, 256, (*shape, 12, 10, 1), dtype=np.uint8)
+
+    original, recon = images(2)
+    edited = tuple(EditedCode(text, [0], np.zeros(4, np.float32), images(1)[0], 0.1, psnr,
+                              rng.random((12, 10)).astype(np.float32))
+                   for text, psnr in (("0*=2", 20.0), ("all+=0", float("inf"))))
+    result = EditResult(original=original, code=np.zeros(4, np.float32), recon=recon, edited=edited)
+    assert edit_figure(result, tmp_path / "e.svg").stat().st_size > 0
+    assert "4-element code" in (tmp_path / "e.svg").read_text()  # the default title, from the result
+    values = np.tile(np.linspace(-1, 1, 3, dtype=np.float32), (2, 1))
+    swept = TraversalResult(original=original, recon=recon, code=np.zeros(4, np.float32), dims=[2, 0],
+                            images=images(2, 3), values=values, low=values[:, 0], high=values[:, -1],
+                            effect=np.array([0.2, 0.1]), position=np.array([1, 1]), range="-1:1", steps=3,
+                            ranked=False, factors=[{"element": 2, "factor": "tone", "r": 0.9},
+                                                   {"element": 0, "factor": "size", "r": -0.5}])
+    assert _png(traversal_figure(swept, tmp_path / "t.png", "by hand"))[0] > 100
+    path = InterpolationResult(images=images(4), codes=np.zeros((4, 4), np.float32),
+                               t=np.linspace(0, 1, 4, dtype=np.float32), originals=(original, recon), mode="linear",
+                               step_change=np.full(3, 0.1))
+    assert _png(interpolation_figure(path, tmp_path / "i.png"))[0] > 100
+    import aelab.figures.latent as module
+
+    assert "aelab.run" not in Path(module.__file__).read_text()
 
 
 def _cli(*args: str):
@@ -370,6 +463,8 @@ def test_edit_command_with_an_image_file(fcn, tmp_path):
     got = json.loads(_cli("edit", str(fcn.path), "--image", str(path), "--edit", "all+=0.5",
                           "--out", str(tmp_path / "f.png"), "--json"))
     assert got["image"] == str(path) and len(got["edits"]) == 1
+    want = fcn.encode(read_image_file(path, fcn.image_shape)[None]).reshape(-1)
+    np.testing.assert_array_equal(np.float32(got["code"]), want)
 
 
 def test_traverse_command_end_to_end(fcn, tmp_path):
@@ -398,6 +493,7 @@ def test_interpolate_command_end_to_end(fcn, tmp_path):
     (["traverse", "{run}", "--dims", "0", "--top", "2"], "not both"),
     (["interpolate", "{run}", "--ids", "3"], "exactly two"),
     (["edit", "{missing}", "--edit", "0*=2"], "run folder not found"),
+    (["edit", "{run}", "--image", "{missing}", "--edit", "0*=2"], "image file not found"),
 ])
 def test_bad_input_is_one_line_and_status_2(fcn, tmp_path, args, match):
     out = tmp_path / "never.png"
@@ -411,7 +507,7 @@ def test_bad_input_is_one_line_and_status_2(fcn, tmp_path, args, match):
 
 def test_demo_section_writes_figures_and_strict_json(fcn, vae, tmp_path):
     from aelab.demo import Demo
-    from aelab.latent import demo_section
+    from aelab.demo.latent import demo_section
 
     demo = Demo(tmp_path, quick=True, progress=False, runs={"ae": fcn, "vae": vae})
     lines = demo_section(demo)

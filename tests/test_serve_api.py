@@ -19,8 +19,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from aelab.edits import apply_edits, edit_command
 from aelab.errors import AelabError
-from aelab.latent import apply_edits, code_stats, data_ranges, edit_command, top_elements
+from aelab.latent import code_stats, data_ranges, top_elements
 from aelab.serve import create_app
 from aelab.train import train
 

@@ -1,4 +1,5 @@
-"""``aelab edit``, ``aelab traverse``, ``aelab interpolate``: thin wrappers over ``aelab.latent``."""
+"""``aelab edit``, ``aelab traverse``, ``aelab interpolate``: compute with ``aelab.latent``, draw with
+``aelab.figures.latent``, print the result's ``to_dict()``."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from aelab.cli.common import DATA, JSON, app, console, print_json, table
 RUN = typer.Argument(..., help="Run folder.")
 OUT = typer.Option(..., "--out", help="Figure to write (.png, .svg or .pdf).")
 ID = typer.Option(0, "--id", help="Image id in --data (default: the run's own data set).")
-IMAGE = typer.Option(None, "--image", help="Use this image file instead, resized to the run's image size.")
+IMAGE = typer.Option(None, "--image", help="Use this image file instead: centre-cropped to the run's aspect ratio "
+                                           "and resized to its image size, as the explorer's upload is.")
 
 
 def _image(run: Any, image_id: int, data: str | None, image: Path | None) -> tuple[Any, str]:
     """The chosen image and how to name it: a file, or an id of --data / the run's whole data set."""
-    from aelab.latent import load_image_file
+    from aelab.data.files import read_image_file
 
     if image is not None:
-        return load_image_file(image, run), str(image)
+        return read_image_file(image, run.image_shape), str(image)
     return run.data(data).by_ids([image_id]), f"id {image_id}"
 
 
@@ -43,13 +45,15 @@ def edit(
     as_json: bool = JSON,
 ) -> None:
     """Change elements of one image's code and decode: original, reconstruction, edited, difference."""
-    from aelab.latent import edit_figure
+    from aelab.figures.latent import edit_figure
+    from aelab.latent import edit as compute
     from aelab.run import load_run
 
     r = load_run(run)
     img, name = _image(r, image_id, data, image)
-    result = {"run": str(run), "image": name, **edit_figure(r, img, edits, out, sample=sample, seed=seed,
-                                                           title=f"{r.name}, {name}: latent edits")}
+    edited = compute(r, img, edits, sample=sample, seed=seed)
+    figure = edit_figure(edited, out, f"{r.name}, {name}: latent edits")
+    result = {"run": str(run), "image": name, "figure": str(figure), **edited.to_dict()}
     if as_json:
         print_json(result)
         return
@@ -77,17 +81,18 @@ def traverse(
 ) -> None:
     """A grid: one row per code element, its value swept while the others stay at the image's code."""
     from aelab.errors import AelabError
-    from aelab.latent import traverse_figure
+    from aelab.figures.latent import traversal_figure
+    from aelab.latent import traverse as compute
     from aelab.run import load_run
 
     if dims and top is not None:
         raise AelabError("give --dims or --top, not both")
     r = load_run(run)
     img, name = _image(r, image_id, data, image)
-    result = {"run": str(run), "image": name,
-              **traverse_figure(r, img, out, dims=dims, top=8 if top is None else top, range=value_range,
-                                steps=steps, factors=factors, data=_stats_data(r, data),
-                                title=f"{r.name}, {name}: latent traversal ({value_range} range)")}
+    swept = compute(r, img, dims=dims, top=None if dims is not None else 8 if top is None else top,
+                    range=value_range, steps=steps, data=_stats_data(r, data), factors=factors)
+    figure = traversal_figure(swept, out, f"{r.name}, {name}: latent traversal ({value_range} range)")
+    result = {"run": str(run), "image": name, "figure": str(figure), **swept.to_dict()}
     if as_json:
         print_json(result)
         return
@@ -116,7 +121,8 @@ def interpolate(
     """Decode codes between two images, the two originals at the ends."""
     from aelab.data.ids import parse_ids
     from aelab.errors import AelabError
-    from aelab.latent import interpolate_figure
+    from aelab.figures.latent import interpolation_figure
+    from aelab.latent import interpolate as compute
     from aelab.run import load_run
 
     pair = parse_ids(ids)
@@ -125,9 +131,9 @@ def interpolate(
     r = load_run(run)
     pool = r.data(data)
     a, b = pool.by_ids(pair[:1]), pool.by_ids(pair[1:])
-    result = {"run": str(run), "ids": pair,
-              **interpolate_figure(r, a, b, out, steps=steps, mode=mode,
-                                   title=f"{r.name}: {mode} interpolation, id {pair[0]} → id {pair[1]}")}
+    path = compute(r, a, b, steps=steps, mode=mode)
+    figure = interpolation_figure(path, out, f"{r.name}: {mode} interpolation, id {pair[0]} → id {pair[1]}")
+    result = {"run": str(run), "ids": pair, "figure": str(figure), **path.to_dict()}
     if as_json:
         print_json(result)
         return

@@ -17,8 +17,8 @@ from typing import Any
 
 from aelab.anomaly import demo_section as anomaly_section
 from aelab.config import load_config, preset
+from aelab.demo.latent import demo_section as latent_section
 from aelab.generate import demo_section as generation_section
-from aelab.latent import demo_section as latent_section
 from aelab.report.build import demo_section as report_section
 from aelab.run import Run, load_run
 from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder
@@ -102,7 +102,9 @@ def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool 
     for section in SECTIONS:
         t0 = time.perf_counter()
         outputs += section(demo)
-        name = section.__name__ if section.__module__ == __name__ else section.__module__.split(".")[1]
+        # a section's name: its function here, else its module (aelab.anomaly, aelab.demo.latent)
+        module = section.__module__.split(".")
+        name = section.__name__ if section.__module__ == __name__ else module[2] if module[1] == "demo" else module[1]
         seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],
              "final loss": r.summary["final_train_loss"], "PSNR": round(r.summary["psnr"], 3),

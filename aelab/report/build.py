@@ -191,11 +191,22 @@ def _edits(run: Any) -> list[str]:
 
 def _traversal(run: Any, path: Path) -> Any:
     from aelab import latent
+    from aelab.figures.latent import traversal_figure
 
     img = _one_image(run)
     if run.latent_size > LARGE_CODE:
-        return latent.traverse_figure(run, img, path, dims=_spread_elements(run, 8), range="data", steps=9)
-    return latent.traverse_figure(run, img, path, top=8, range="data", steps=9)
+        swept = latent.traverse(run, img, dims=_spread_elements(run, 8), range="data", steps=9)
+    else:
+        swept = latent.traverse(run, img, top=8, range="data", steps=9)
+    return traversal_figure(swept, path, f"{run.name}: latent traversal ({swept.range} range)")
+
+
+def _edit_figure(run: Any, path: Path) -> Any:
+    from aelab import latent
+    from aelab.figures.latent import edit_figure
+
+    edited = latent.edit(run, _one_image(run), _edits(run))
+    return edit_figure(edited, path, f"{run.name}: latent edits ({run.latent_size}-element code)")
 
 
 def _partner(run: Any, runs: list[Any]) -> Any:
@@ -260,10 +271,8 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
     part("reconstructions", "Reconstructions", figure(recon, "validation images above their reconstructions"))
 
     from aelab import generate as gen
-    from aelab import latent
 
-    edits = _draw(run, "edits", lambda p: latent.edit_figure(run, _one_image(run), _edits(run), p),
-                  report, generate)
+    edits = _draw(run, "edits", lambda p: _edit_figure(run, p), report, generate)
     trav = _draw(run, "traversal", lambda p: _traversal(run, p), report, generate)
     between = _existing(run, "interpolation")
     part("latent", "Latent edits and traversal",

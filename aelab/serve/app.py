@@ -245,14 +245,14 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
         loaded = state.get(req.run)
         a, b = loaded.subset([req.image_a]), loaded.subset([req.image_b])
         with loaded.lock:
-            frames = path(loaded.run, a, b, req.steps, req.mode)
+            frames = path(loaded.run, a, b, req.steps, req.mode).images
         return {"run": loaded.key, "mode": req.mode, "t": np.linspace(0, 1, req.steps).tolist(),
                 "images": [data_uri(f) for f in frames]}
 
     @app.post("/api/command", response_model=CommandResponse,
               summary="The `aelab edit` command that reproduces this code from the image's")
     def command(req: CommandRequest) -> dict[str, Any]:
-        from aelab.latent import edit_command
+        from aelab.edits import edit_command
 
         loaded = state.get(req.run)
         code = loaded.check_code(req.code)

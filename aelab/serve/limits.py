@@ -22,14 +22,17 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aelab.data.files import MAX_PIXELS as _MAX_PIXELS
+
 JSON_LIMIT = 4 * 2**20
 """Largest JSON body accepted, in bytes: 4 MiB, room for a code of ~200k elements written out in full."""
 DEFAULT_UPLOAD_MB = 10.0
 """Largest image upload accepted by default, in MiB (``--max-upload-mb``)."""
 MULTIPART_OVERHEAD = 64 * 2**10
 """Room for a multipart form's boundaries, headers and small fields on top of the upload limit."""
-MAX_PIXELS = 40_000_000
-"""Uploads whose header declares more pixels than this are refused before they are decoded."""
+MAX_PIXELS = _MAX_PIXELS
+"""Uploads whose header declares more pixels than this are refused before they are decoded (the value
+lives with the one image-file reader, ``aelab.data.files``, which the CLI's ``--image`` uses too)."""
 MAX_INT = 2**53 - 1
 """Largest integer accepted anywhere (ids, offsets, seeds, sequence numbers): the largest one a
 JavaScript page, and every JSON parser, reads back exactly."""

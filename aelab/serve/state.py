@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,20 +23,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aelab.data.files import ImageFileError, read_image_file
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, DataError, closest
 from aelab.run import Run, load_run
-from aelab.serve.limits import MAX_CODE_VALUE, MAX_NAME, MAX_PIXELS
+from aelab.serve.limits import MAX_CODE_VALUE, MAX_NAME
 
 SLIDERS_ALL = 64
 """Codes up to this many elements get a slider for every element."""
 RANK_CHUNK = 256
 """Elements measured per step of the background effect ranking."""
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
-"""Image formats an upload may be in. Only these of PIL's plugins are tried, so a file can never
-reach one that runs an external program (EPS runs Ghostscript)."""
-
-
 class ServeError(AelabError):
     """A bad request, answered with ``status`` and the message as ``detail``."""
 
@@ -79,62 +74,14 @@ def diff_map(a: torch.Tensor, b: torch.Tensor, floor: float = 0.05) -> tuple[np.
     return _magma()[idx], top
 
 
-def _too_many_pixels(size: str) -> ServeError:
-    return ServeError(f"uploaded image is {size}; at most {MAX_PIXELS:,} pixels are accepted", 413)
-
-
-def open_upload(raw: bytes) -> Image.Image:
-    """The uploaded image, decoded only after its header's size passed ``MAX_PIXELS`` (413).
-
-    ``Image.open`` reads just the header. PIL has its own, looser decompression-bomb guard in it:
-    a warning past ~89 MP (an exception where warnings are errors) and an error past twice that.
-    Both mean what ours does, so both are a 413 too; anything else that fails is not an image (415).
-    (The warnings filters are left alone: they are process-wide and uploads are read in threads.)"""
-    try:
-        img = Image.open(io.BytesIO(raw), formats=UPLOAD_FORMATS)
-        w, h = img.size
-        if w * h > MAX_PIXELS:
-            raise _too_many_pixels(f"{w}×{h} pixels")
-        if w < 1 or h < 1:
-            raise ServeError(f"uploaded image is {w}×{h} pixels: it has none", 415)
-        img.load()
-        return img
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        count = re.search(r"\((\d+) pixels\)", str(exc))
-        raise _too_many_pixels(f"{int(count[1]):,} pixels" if count else "larger than PIL's own limit") from None
-    except ServeError:
-        raise
-    except Exception:  # PIL raises many types for files that are not images
-        raise ServeError("upload is not a readable image (PNG, JPEG, GIF, BMP, WebP, TIFF, PPM)", 415) from None
-
-
 def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """Image file bytes -> uint8 H×W×C of the run's source shape: centre-cropped to its
-    aspect ratio, resized, and converted to its channel count."""
-    height, width, channels = shape
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
-    if mode is None:
-        raise ServeError(f"this run takes {channels}-channel images; uploads can only be 1, 3 or 4 channels")
-    img = open_upload(raw)
+    """Uploaded file bytes -> uint8 H×W×C of the run's source shape, read exactly as ``aelab edit
+    --image`` reads a file (``aelab.data.files.read_image_file``: bomb and format checks, centre
+    crop, resize); its errors become a ``ServeError`` with their status (413, 415, 400)."""
     try:
-        if img.mode in ("RGBA", "LA", "P") and mode != "RGBA":
-            # Transparent pixels become white rather than whatever colour they happen to hold.
-            rgba = img.convert("RGBA")
-            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        img = img.convert(mode)
-    except (ValueError, OSError):  # modes PIL cannot convert (LAB, La ...)
-        raise ServeError(f"uploaded image's colour mode {img.mode} cannot be converted to {mode}", 415) from None
-    w, h = img.size
-    target = width / height
-    if w / h > target:  # too wide: crop the sides
-        cw = max(1, round(h * target))
-        img = img.crop(((w - cw) // 2, 0, (w - cw) // 2 + cw, h))
-    elif w / h < target:
-        ch = max(1, round(w / target))
-        img = img.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
-    img = img.resize((width, height), Image.Resampling.LANCZOS if img.size[0] > width else Image.Resampling.BICUBIC)
-    arr = np.array(img, dtype=np.uint8)  # a writable copy (torch warns about read-only arrays)
-    return arr[..., None] if arr.ndim == 2 else arr
+        return read_image_file(raw, shape, "upload")
+    except ImageFileError as exc:
+        raise ServeError(str(exc), exc.status) from None
 
 
 def usable_ranges(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,8 +211,8 @@ class LoadedRun:
         images = run.check_images(images, "upload")
         with self.lock:
             x = run.to_model(images)
-            with torch.inference_mode():
-                code = run.model.encode(x.to(run.device)).float().cpu().reshape(1, -1).numpy()
+            # Run.encode's fixed row blocks: the same code `aelab edit --image` gets for this image.
+            code = run.encode(images).reshape(1, -1)
             # The same call /api/decode makes, so an unedited code decodes to exactly these pixels.
             recon = self.decode(code)
         return Encoded(x[0], code[0], recon[0])

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aelab.anomaly import demo_section as anomaly_section
 from aelab.config import load_config, preset
-from aelab.generate import demo_section as generation_section
+from aelab.demo.anomaly import demo_section as anomaly_section
+from aelab.demo.generate import demo_section as generation_section
 from aelab.latent import demo_section as latent_section
 from aelab.report.build import demo_section as report_section
 from aelab.run import Run, load_run
@@ -102,7 +102,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool 
     for section in SECTIONS:
         t0 = time.perf_counter()
         outputs += section(demo)
-        name = section.__name__ if section.__module__ == __name__ else section.__module__.split(".")[1]
+        name = section.__name__ if section.__module__ == __name__ else section.__module__.split(".")[-1]
         seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],
              "final loss": r.summary["final_train_loss"], "PSNR": round(r.summary["psnr"], 3),

@@ -102,7 +102,8 @@ def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool 
     for section in SECTIONS:
         t0 = time.perf_counter()
         outputs += section(demo)
-        name = section.__name__ if section.__module__ == __name__ else section.__module__.split(".")[-1]
+        parts = section.__module__.split(".")  # aelab.demo.generate -> generate, aelab.report.build -> report
+        name = section.__name__ if section.__module__ == __name__ else parts[2] if parts[1] == "demo" else parts[1]
         seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],
              "final loss": r.summary["final_train_loss"], "PSNR": round(r.summary["psnr"], 3),

@@ -279,7 +279,7 @@ def test_labels_apart_from_a_source(fcn_run, tmp_path):
     images = fcn_run.data().batch()[:20]
     np.save(tmp_path / "twenty.npy", y[:20])
     out = anomaly.analyse(fcn_run, images, labels=str(tmp_path / "twenty.npy"))
-    assert out["metrics"]["n_anomalous"] == 10
+    assert out.metrics["n_anomalous"] == 10
     with pytest.raises(AelabError, match="240 labels for 20 images"):
         anomaly.analyse(fcn_run, images, labels=str(tmp_path / "own.npy"))
 

@@ -236,8 +236,8 @@ def test_image_file_is_resized_to_the_run(fcn, tmp_path):
 def test_data_ranges_against_the_codes(fcn, vae, monkeypatch):
     codes = fcn.encode(fcn.splits.val).astype(np.float64)
     lo, hi = data_ranges(fcn, kind="data")
-    np.testing.assert_allclose(lo, codes.mean(0) - 2 * codes.std(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(hi, codes.mean(0) + 2 * codes.std(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lo, codes.mean(0) - 2 * codes.std(0, ddof=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(hi, codes.mean(0) + 2 * codes.std(0, ddof=1), rtol=1e-4, atol=1e-5)
     lo, hi = data_ranges(fcn, kind="minmax")
     np.testing.assert_allclose(lo, codes.min(0), rtol=1e-6)
     np.testing.assert_allclose(hi, codes.max(0), rtol=1e-6)

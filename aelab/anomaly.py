@@ -25,6 +25,8 @@ to [0, 1], so numbers read the same for ``range: [-1, 1]`` and ``[0, 1]``:
 
 ``analyse`` returns an ``AnomalyResult``; ``heatmaps`` computes the error maps its
 figures need (drawn by ``aelab.figures.anomaly``), ``record`` writes ``RUN/anomaly.json``.
+One module (about 480 lines) on purpose: the score kinds, the ranking metrics they are judged
+by and the result that carries both are one analysis, read and changed together.
 """
 
 from __future__ import annotations

@@ -37,18 +37,31 @@ _EXPORTS = {
     "edit": "aelab.latent",
     "traverse": "aelab.latent",
     "interpolate": "aelab.latent",
+    "sample": "aelab.generate",
+    "augment": "aelab.generate",
+    "compare_noise": "aelab.generate",
+    "code_stats": "aelab.codestats",
+    "score": "aelab.anomaly",
+    "oneclass": "aelab.oneclass",
+    "run_sweep": "aelab.sweep",
 }
 
-__all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "create_model", "edit", "interpolate",
-           "load_config", "load_images", "load_run", "traverse", "train", "__version__"]
+__all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "augment", "code_stats", "compare_noise",
+           "create_model", "edit", "interpolate", "load_config", "load_images", "load_run", "oneclass", "run_sweep",
+           "sample", "score", "traverse", "train", "__version__"]
 
 if TYPE_CHECKING:
+    from aelab.anomaly import score
+    from aelab.codestats import code_stats
     from aelab.config import Config, load_config
     from aelab.data import ImageSet, Preprocess, load_images
     from aelab.errors import AelabError
+    from aelab.generate import augment, compare_noise, sample
     from aelab.latent import edit, interpolate, traverse
     from aelab.models import create_model
+    from aelab.oneclass import oneclass
     from aelab.run import Run, load_run
+    from aelab.sweep import run_sweep
     from aelab.train import train
 
 

@@ -15,19 +15,26 @@ to [0, 1], so numbers read the same for ``range: [-1, 1]`` and ``[0, 1]``:
 ``elbo``      negative ELBO of a VAE, on the training loss's scale: the per-element
               reconstruction loss (``train.loss``) of the decoded posterior mean
               plus ``beta * KL / D`` (D elements per image)
-``latent``    Mahalanobis distance of the code under a Gaussian fitted to the codes
-              of (up to ``LATENT_FIT_MAX``) training images; cached in the run folder
+``latent``    Mahalanobis distance of the code under the Gaussian fitted to the codes
+              of (up to 20,000) training images: ``aelab.codestats.code_stats(run)``,
+              the same fit ``aelab sample`` draws from; cached in the run folder
 ``combined``  ``COMBINED_WEIGHTS`` mix of the rank-normalised ``mse`` and ``latent``
               scores. Ranks are taken over the images scored together, so this kind
               ranks a set; score a whole test set at once (sharded scoring should
               gather ``components`` first and call ``combine``).
+
+``analyse`` returns an ``AnomalyResult``; ``heatmaps`` computes the error maps its
+figures need (drawn by ``aelab.figures.anomaly``), ``record`` writes ``RUN/anomaly.json``.
+One module (about 480 lines) on purpose: the score kinds, the ranking metrics they are judged
+by and the result that carries both are one analysis, read and changed together.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +52,6 @@ if TYPE_CHECKING:
 
 KINDS = ("mse", "l2", "l1", "ssim", "elbo", "latent", "combined")
 COMBINED_WEIGHTS = {"mse": 0.5, "latent": 0.5}
-LATENT_FIT_MAX = 20000
-LATENT_CACHE = "latent_gaussian.safetensors"
 ANOMALY_JSON = "anomaly.json"
 MAX_FPR = 0.05
 Images = np.ndarray | ImageSet | str | None
@@ -212,34 +217,14 @@ def resolve_images(run: Run, images: Images, labels: str | None = None) -> Image
 
 # -- the latent Gaussian ---------------------------------------------------------
 
-def latent_gaussian(run: Run, max_images: int = LATENT_FIT_MAX) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and whitening matrix W of the training codes: ``|(z - mean) @ W|`` is the Mahalanobis distance.
+def latent_gaussian(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and whitening matrix W of ``code_stats(run)``, float32 on the run's device:
+    ``|(z - mean) @ W|`` is the Mahalanobis distance (W = L⁻ᵀ of the covariance's Cholesky factor)."""
+    from aelab.codestats import code_stats
 
-    The covariance gets a ridge of 1e-3 of its mean variance so that codes with
-    more elements than training images (spatial conv codes) still have an inverse.
-    Fitted once per run and cached as ``latent_gaussian.safetensors`` in its folder."""
-    from aelab.io import load_tensors, save_tensors
-
-    cache = run.path / LATENT_CACHE
-    if cache.exists():
-        t = load_tensors(cache)
-        if t["mean"].numel() == run.latent_size:
-            return t["mean"].to(run.device), t["whiten"].to(run.device)
-    train = run.splits.train
-    if len(train) > max_images:
-        pick = np.sort(np.random.default_rng(run.config.seed).choice(len(train), max_images, replace=False))
-        train = train.subset(pick)
-    codes = torch.as_tensor(run.encode(train)).reshape(len(train), -1).double()
-    mean = codes.mean(0)
-    centred = codes - mean
-    cov = centred.T @ centred / max(len(codes) - 1, 1)
-    ridge = 1e-3 * float(cov.diagonal().mean()) + 1e-12
-    evals, evecs = torch.linalg.eigh(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
-    whiten = (evecs / evals.clamp_min(ridge).sqrt()).float()
-    mean = mean.float()
-    with contextlib.suppress(OSError):  # a read-only run folder: refit next time
-        save_tensors(cache, {"mean": mean, "whiten": whiten}, metadata={"n_images": str(len(codes))})
-    return mean.to(run.device), whiten.to(run.device)
+    stats = code_stats(run)
+    return (torch.from_numpy(stats.mean_).float().to(run.device),
+            torch.from_numpy(stats.whitening()).float().to(run.device))
 
 
 # -- metrics ----------------------------------------------------------------------
@@ -333,19 +318,56 @@ def write_scores_csv(path: str | Path, scores: np.ndarray, ids: np.ndarray | Non
 
 # -- the whole job ----------------------------------------------------------------
 
+@dataclass
+class AnomalyResult:
+    """The scores of a data set and, with labels, how well they rank the anomalies."""
+
+    run: str
+    data: str
+    kind: str
+    scores: np.ndarray = field(repr=False)
+    """float64, one per image, higher = more anomalous."""
+    ids: np.ndarray = field(repr=False)
+    images: ImageSet | np.ndarray = field(repr=False)
+    """What was scored (for ``heatmaps``)."""
+    anomalous: np.ndarray | None = field(default=None, repr=False)
+    """Boolean per image, when labels were given or carried by the data."""
+    metrics: dict[str, Any] | None = None
+    wall_time_s: float = 0.0
+    precision: str = "fp32"
+    csv: str | None = None
+    figures: dict[str, str] = field(default_factory=dict)
+    record: str | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.scores)
+
+    def numbers(self) -> dict[str, Any]:
+        """The JSON view: everything but the arrays."""
+        out: dict[str, Any] = {"run": self.run, "data": self.data, "kind": self.kind, "n": self.n,
+                               "wall_time_s": round(self.wall_time_s, 3),
+                               "images_per_s": round(self.n / max(self.wall_time_s, 1e-9), 1),
+                               "precision": self.precision}
+        if self.kind == "combined":
+            out["weights"] = dict(COMBINED_WEIGHTS)
+        for key in ("csv", "metrics", "record"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.figures:
+            out["figures"] = dict(self.figures)
+        return out
+
+
 def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str = "mse", *,
             labels: str | np.ndarray | None = None, normal: Sequence[int] | None = None,
-            csv: str | Path | None = None, maps: str | Path | None = None, top_k: int = 8, sample: int = 8,
-            batch_size: int | None = None, progress: bool = False, record: bool = True,
-            int8: bool = False) -> dict[str, Any]:
-    """Score ``data``, write the CSV, measure against labels when there are any, draw maps.
+            csv: str | Path | None = None, batch_size: int | None = None, progress: bool = False,
+            int8: bool = False) -> AnomalyResult:
+    """Score ``data``, write the CSV, and measure against labels when there are any.
 
     ``labels``: a ``.npy`` path or an array (1 / True = anomalous); by default the
     data's own labels (``builtin:faces`` with ``anomaly_fraction``, ``builtin:lfw``).
-    ``normal``: the labels that count as normal, for multi-class labels.
-    With labels, ``RUN/anomaly.json`` records the metrics and figure paths (``record``)."""
-    import time
-
+    ``normal``: the labels that count as normal, for multi-class labels."""
     check_kind(kind, run)
     from_source = isinstance(labels, str | Path) and isinstance(data, str)
     images = resolve_images(run, data, str(labels) if from_source else None)  # the loader checks the length
@@ -358,29 +380,38 @@ def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str
     scores = score(run, images, kind, batch_size=batch_size, progress=progress, int8=int8)
     elapsed = time.perf_counter() - started
     ids = images.ids if isinstance(images, ImageSet) else np.arange(len(images))
-    result: dict[str, Any] = {
-        "run": str(run.path), "data": _describe(data, images), "kind": kind, "n": len(scores),
-        "wall_time_s": round(elapsed, 3), "images_per_s": round(len(scores) / max(elapsed, 1e-9), 1),
-        "precision": "int8" if int8 else "fp32"}
-    if kind == "combined":
-        result["weights"] = dict(COMBINED_WEIGHTS)
-    if csv is not None:
-        result["csv"] = str(write_scores_csv(csv, scores, ids))
     anomalous = anomaly_labels(y, normal) if y is not None else None
-    if anomalous is not None:
-        result["metrics"] = metrics(scores, anomalous)
-    if maps is not None:
-        result["figures"] = draw_maps(run, images, scores, anomalous, Path(maps), kind=kind, top_k=top_k,
-                                      sample=sample, measured=result.get("metrics"))
-    if record and anomalous is not None:
-        write_json(run.path / ANOMALY_JSON, {**result, "figures": {
-            k: _relative(v, run.path) for k, v in result.get("figures", {}).items()}})
-        result["record"] = str(run.path / ANOMALY_JSON)
-    result["scores"] = scores
-    return result
+    return AnomalyResult(
+        run=str(run.path), data=_describe(data, images), kind=kind, scores=scores, ids=ids, images=images,
+        anomalous=anomalous, metrics=metrics(scores, anomalous) if anomalous is not None else None,
+        wall_time_s=elapsed, precision="int8" if int8 else "fp32",
+        csv=str(write_scores_csv(csv, scores, ids)) if csv is not None else None)
 
 
-# -- figures ----------------------------------------------------------------------
+def record(run: Run, result: AnomalyResult) -> Path:
+    """Write ``RUN/anomaly.json`` (the numbers, figure paths relative to the run) for the report."""
+    path = run.path / ANOMALY_JSON
+    result.record = str(path)
+    write_json(path, {**result.numbers(), "figures": {k: _relative(v, run.path) for k, v in result.figures.items()}})
+    return path
+
+
+# -- error maps for the figures -------------------------------------------------------
+
+@dataclass
+class HeatMaps:
+    """A few images with their reconstructions and per-pixel errors, for ``figures.anomaly.heatmap_figure``."""
+
+    name: str
+    """``worst`` or ``sample``: the file the figure goes to."""
+    title: str
+    tags: list[str]
+    inputs: np.ndarray
+    """uint8 N×H×W×C after the run's preprocessing."""
+    recons: np.ndarray
+    errors: np.ndarray
+    """float N×H×W squared error, channel mean, [0, 1] pixel units."""
+
 
 def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, reconstructions, per-pixel squared error) for a few images: uint8 N×H×W×C twice
@@ -392,104 +423,23 @@ def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.
     return run.preprocess.inverse(x), run.preprocess.inverse(recon), err.numpy()
 
 
-def draw_maps(run: Run, images: ImageSet | np.ndarray, scores: np.ndarray, anomalous: np.ndarray | None,
-              folder: Path, *, kind: str = "mse", top_k: int = 8, sample: int = 8,
-              measured: dict[str, Any] | None = None) -> dict[str, str]:
-    """``worst.png`` (top-k heat maps), ``sample.png`` (a seeded random sample), ``score_hist.png`` and,
-    with both classes labelled, ``roc.png`` in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = images.ids if isinstance(images, ImageSet) else np.arange(len(images))
-    out: dict[str, str] = {}
+def heatmaps(run: Run, result: AnomalyResult, top_k: int = 8, sample: int = 8) -> list[HeatMaps]:
+    """Error maps of the ``top_k`` highest scores and of a seeded random ``sample`` (seed 0)."""
+    scores, images, ids, anomalous = result.scores, result.images, result.ids, result.anomalous
     picks = {"worst": np.argsort(-scores, kind="stable")[:max(top_k, 0)],
-             "sample": np.sort(np.random.default_rng(0).choice(len(scores), min(sample, len(scores)), replace=False))}
+             "sample": np.sort(np.random.default_rng(0).choice(len(scores), min(max(sample, 0), len(scores)),
+                                                               replace=False))}
+    out = []
     for name, pos in picks.items():
         if not len(pos):
             continue
         subset = images.subset(pos) if isinstance(images, ImageSet) else np.asarray(images[pos])
-        title = (f"{run.name}: the {len(pos)} highest {kind} scores" if name == "worst"
+        title = (f"{run.name}: the {len(pos)} highest {result.kind} scores" if name == "worst"
                  else f"{run.name}: {len(pos)} images drawn at random")
         tags = [f"id {ids[p]}\n{scores[p]:.4g}" + ("" if anomalous is None else
                                                    (" anom." if anomalous[p] else " normal")) for p in pos]
-        out[name] = str(heatmap_figure(*error_maps(run, subset), folder / f"{name}.png", tags, title))
-    out["score_hist"] = str(score_histogram(scores, anomalous, folder / "score_hist.png", kind, measured))
-    if anomalous is not None and 0 < anomalous.sum() < len(anomalous):
-        out["roc"] = str(roc_figure(scores, anomalous, folder / "roc.png", kind, measured))
+        out.append(HeatMaps(name, title, tags, *error_maps(run, subset)))
     return out
-
-
-def heatmap_figure(inputs: np.ndarray, recons: np.ndarray, err: np.ndarray, path: Path, tags: Sequence[str],
-                   title: str) -> Path:
-    """Three rows: the image, its reconstruction, the error heat map over the image (one colour scale)."""
-    from aelab.figures.base import plt, save, show_image
-
-    n = len(inputs)
-    vmax = float(np.quantile(err, 0.995)) or 1e-6
-    fig, axes = plt.subplots(3, n, figsize=(1.45 * n + 1.2, 5.2), squeeze=False)
-    for j in range(n):
-        show_image(axes[0][j], inputs[j], tags[j], fontsize=7)
-        show_image(axes[1][j], recons[j])
-        gray = inputs[j].mean(-1)
-        show_image(axes[2][j], np.repeat(gray[..., None], 3, -1).astype(np.uint8))
-        im = axes[2][j].imshow(err[j], cmap="inferno", alpha=0.6, vmin=0, vmax=vmax, interpolation="nearest")
-    for i, label in enumerate(("image", "recon", "error")):
-        axes[i][0].set_ylabel(label, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    bar = fig.colorbar(im, ax=axes[2].tolist(), fraction=0.025, pad=0.01)
-    bar.set_label("squared error", fontsize=7)
-    bar.ax.tick_params(labelsize=6)
-    return save(fig, path)
-
-
-def score_histogram(scores: np.ndarray, anomalous: np.ndarray | None, path: Path, kind: str = "score",
-                    measured: dict[str, Any] | None = None) -> Path:
-    """Scores of normal and anomalous images on shared bins, with the best-F1 threshold."""
-    from aelab.figures.base import plt, save
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    bins = np.histogram_bin_edges(scores, bins=min(60, max(10, len(scores) // 20)))
-    if anomalous is None:
-        ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label=f"all images ({len(scores)})")
-    else:
-        for mask, name, colour in ((~anomalous, "normal", "tab:blue"), (anomalous, "anomalous", "tab:red")):
-            if mask.any():
-                ax.hist(scores[mask], bins=bins, color=colour, alpha=0.55, label=f"{name} ({int(mask.sum())})")
-    if measured and measured.get("threshold") is not None:
-        ax.axvline(measured["threshold"], color="black", ls="--", lw=1,
-                   label=f"best-F1 threshold (F1 {measured['best_f1']:.3f})")
-    ax.set_xlabel(f"{kind} score (higher = more anomalous)")
-    ax.set_ylabel("images")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    auc = f", ROC AUC {measured['roc_auc']:.3f}" if measured and measured.get("roc_auc") is not None else ""
-    ax.set_title(f"score histogram{auc}", fontsize=10)
-    fig.tight_layout()
-    return save(fig, path)
-
-
-def roc_figure(scores: np.ndarray, anomalous: np.ndarray, path: Path, kind: str = "score",
-               measured: dict[str, Any] | None = None) -> Path:
-    """The ROC curve with its area and the operating point at 5% FPR."""
-    from aelab.figures.base import plt, save
-
-    fpr, tpr, _ = roc_curve(scores, anomalous)
-    m = measured or metrics(scores, anomalous)
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    ax.plot(fpr, tpr, color="tab:red", lw=1.8, label=f"{kind} (AUC {m['roc_auc']:.3f})")
-    ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1, label="chance")
-    tpr5 = m.get("tpr_at_5pct_fpr")
-    if tpr5 is not None:
-        ax.plot([MAX_FPR], [tpr5], "o", color="black", ms=5, label=f"TPR {tpr5:.3f} at 5% FPR")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"ROC: {int(anomalous.sum())} anomalous of {len(anomalous)}", fontsize=10)
-    fig.tight_layout()
-    return save(fig, path)
 
 
 def _label_array(labels: str | Path | np.ndarray, n: int) -> np.ndarray:
@@ -533,34 +483,3 @@ def _null():
     from contextlib import nullcontext
 
     return nullcontext()
-
-
-# -- the demo -----------------------------------------------------------------------
-
-def demo_section(demo: Any) -> list[str]:
-    """A conv autoencoder trained on normal ``builtin:faces`` ranks a test set with 10% defective faces
-    (no eyes, smeared, wrong colours, occluded): ROC AUC, the ROC curve, the score histogram and heat
-    maps of the five worst, into the run's ``figures/``; the numbers into ``RUN/anomaly.json``."""
-    from aelab.config import config_from_dict
-    from aelab.run import SUMMARY, load_run
-    from aelab.train import train
-
-    n, epochs, n_test = (1000, 8, 500) if demo.quick else (5000, 15, 2000)
-    cfg = config_from_dict({
-        "name": "anomaly-conv", "seed": 0,
-        "data": {"source": f"builtin:faces?n={n}&seed=0", "val_fraction": 0.1, "preprocess": [{"resize": 32}]},
-        "model": {"type": "conv", "channels": [16, 32, 64], "kernel": 4, "latent_dim": 16},
-        "train": {"epochs": epochs, "batch_size": 64, "lr": 0.003}})
-    folder = demo.out / "anomaly"
-    run = load_run(folder) if (folder / SUMMARY).exists() else None
-    if run is None or run.config.to_dict() != cfg.to_dict():
-        run = train(cfg, folder, force=True, progress=demo.progress)
-    test = f"builtin:faces?n={n_test}&seed=1&anomaly_fraction=0.1"
-    res = analyse(run, test, "mse", csv=folder / "scores.csv", maps=run.figures, top_k=5, sample=0)
-    m = res["metrics"]
-    demo.result["anomaly"] = {"run": str(run.path), "data": test, "kind": "mse",
-                              **{k: m[k] for k in ("n", "n_anomalous", "roc_auc", "pr_auc", "best_f1",
-                                                   "tpr_at_5pct_fpr")},
-                              "figures": res["figures"], "record": res["record"]}
-    return [f"anomaly: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f}, TPR {m['tpr_at_5pct_fpr']:.2f} at 5% FPR "
-            f"on {m['n']} test faces ({m['n_anomalous']} defective); figures in {run.figures}"]

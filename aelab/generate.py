@@ -4,8 +4,8 @@ Three things, all seeded by explicit generators (never the global RNG state):
 
 * ``sample``: codes drawn from a distribution over the code space, decoded. A
   VAE has its prior N(0, I); a plain autoencoder has none, so a Gaussian (full
-  covariance) or a Gaussian mixture is fitted to the codes of its training split
-  (cached per ``Run`` object) and sampled instead.
+  covariance: ``aelab.codestats``, the same fit the latent anomaly score uses) or
+  a Gaussian mixture is fitted to the codes of its training split and sampled instead.
 * ``augment``: each chosen image is encoded, Gaussian noise is added to its code
   and the result decoded, ``variants`` times; the result saves as an ``.npz`` that
   loads back as the data source ``npz:FILE``.
@@ -21,11 +21,13 @@ model with a ``k``-element code gets exactly the first ``k`` elements of every
 variant's vector, whatever other model it is compared with, and two models
 share the first ``min(k_a, k_b)`` elements. Noise depends only on (seed, id),
 not on which other ids were chosen or in what order.
+
+Figures of these results are in ``aelab.figures.generate``; the demo's section in
+``aelab.demo.generate``.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from aelab.codestats import CodeStats, code_stats
 from aelab.data.ids import parse_ids
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError
@@ -51,16 +54,23 @@ MODES = ("fixed", "posterior")
 
 @dataclass
 class LatentPrior:
-    """A Gaussian mixture over flat codes (one component for a single Gaussian).
+    """A distribution over flat codes: the VAE prior, one Gaussian, or a Gaussian mixture.
 
     ``chols`` holds a Cholesky factor per component, or is None for N(0, I) (a
-    VAE prior, where a D×D identity would be wasteful for big spatial codes)."""
+    VAE prior, where a D×D identity would be wasteful for big spatial codes).
+    A single Gaussian keeps its ``CodeStats`` in ``stats`` and draws through it."""
 
     kind: str
     means: np.ndarray
     weights: np.ndarray
     chols: np.ndarray | None = None
     n_fit: int = 0
+    stats: CodeStats | None = None
+
+    @classmethod
+    def gaussian(cls, stats: CodeStats) -> LatentPrior:
+        """One Gaussian: the fitted code statistics."""
+        return cls("gaussian", stats.mean_[None], np.ones(1), stats.chol_[None], stats.n_, stats)
 
     @property
     def size(self) -> int:
@@ -79,6 +89,8 @@ class LatentPrior:
 
         Stream: ``default_rng(seed)`` draws the component of every sample (only
         for a mixture), then an n×D block of standard normals."""
+        if self.stats is not None:
+            return self.stats.sample(n, seed, temperature)
         rng = np.random.default_rng(seed)
         k = len(self.weights)
         comp = rng.choice(k, size=n, p=self.weights) if k > 1 else np.zeros(n, dtype=np.int64)
@@ -93,7 +105,7 @@ class LatentPrior:
 
 
 def _cholesky(cov: np.ndarray) -> np.ndarray:
-    """Cholesky factor of a covariance, with a small ridge so rank-deficient fits still work."""
+    """Cholesky factor of a mixture component's covariance, with a small ridge so rank-deficient fits still work."""
     d = len(cov)
     ridge = 1e-6 * max(float(np.trace(cov)) / d, 1e-12)
     for _ in range(8):
@@ -105,12 +117,8 @@ def _cholesky(cov: np.ndarray) -> np.ndarray:
 
 
 def fit_gaussian(codes: np.ndarray) -> LatentPrior:
-    """Mean and full covariance of ``codes`` (N×D, or N×latent_shape)."""
-    flat = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)
-    if len(flat) < 2:
-        raise AelabError(f"a Gaussian fit needs at least 2 codes, got {len(flat)}")
-    cov = np.atleast_2d(np.cov(flat, rowvar=False))
-    return LatentPrior("gaussian", flat.mean(0, keepdims=True), np.ones(1), _cholesky(cov)[None], len(flat))
+    """One Gaussian over ``codes`` (N×D, or N×latent_shape): ``CodeStats.fit`` with its documented ridge."""
+    return LatentPrior.gaussian(CodeStats.fit(codes))
 
 
 def fit_gmm(codes: np.ndarray, components: int = 5, seed: int = 0) -> LatentPrior:
@@ -128,14 +136,13 @@ def fit_gmm(codes: np.ndarray, components: int = 5, seed: int = 0) -> LatentPrio
     return LatentPrior("gmm", gmm.means_, weights, chols, len(flat))
 
 
-_PRIORS: weakref.WeakKeyDictionary[Any, dict[tuple, LatentPrior]] = weakref.WeakKeyDictionary()
-
-
 def latent_prior(run: Run, fit: Fit = "auto", components: int = 5) -> LatentPrior:
     """The distribution ``sample`` draws codes from.
 
     ``auto``: the prior for a VAE, a Gaussian fit for any other model. Fits use
-    the deterministic codes of the run's training split and are cached per Run."""
+    the deterministic codes of the run's training split: ``gaussian`` is
+    ``aelab.codestats.code_stats(run)`` (the Gaussian the latent anomaly score
+    measures against), ``gmm`` is fitted to all of them and kept in ``run.cache``."""
     if fit not in FITS:
         raise AelabError(f"--fit '{fit}' is not one of {', '.join(FITS)}")
     if fit == "auto":
@@ -145,12 +152,12 @@ def latent_prior(run: Run, fit: Fit = "auto", components: int = 5) -> LatentPrio
             raise AelabError(f"run {run.path} is a {run.model.family} model and has no prior; "
                              f"use --fit gaussian or gmm")
         return LatentPrior("prior", np.zeros((1, run.latent_size)), np.ones(1))
-    cache = _PRIORS.setdefault(run, {})
-    key = (fit, components if fit == "gmm" else 1)
-    if key not in cache:
-        codes = run.encode(run.splits.train)
-        cache[key] = fit_gaussian(codes) if fit == "gaussian" else fit_gmm(codes, components)
-    return cache[key]
+    if fit == "gaussian":
+        return LatentPrior.gaussian(code_stats(run))
+    key = ("generate.gmm", components)
+    if key not in run.cache:
+        run.cache[key] = fit_gmm(run.encode(run.splits.train), components)
+    return run.cache[key]
 
 
 @dataclass
@@ -162,6 +169,11 @@ class Samples:
     prior: LatentPrior
     seed: int
     temperature: float
+
+    def numbers(self) -> dict[str, Any]:
+        """What was drawn, for JSON: n, seed, temperature, the fit's kind and what it is."""
+        return {"n": len(self.images), "seed": self.seed, "temperature": self.temperature, "fit": self.prior.kind,
+                "drawn_from": self.prior.describe()}
 
     def save(self, path: str | Path) -> Path:
         """An ``.npz`` with ``images`` (loads back as ``npz:PATH``), ``codes``, ``seed`` and ``temperature``."""
@@ -179,33 +191,6 @@ def sample(run: Run, n: int = 64, seed: int = 0, temperature: float = 1.0, fit: 
     prior = latent_prior(run, fit, components)
     codes = prior.sample(n, seed, temperature)
     return Samples(run.decode(codes), codes, prior, seed, float(temperature))
-
-
-def sample_figure(run: Run, n: int, path: str | Path, seed: int = 0, temperature: float = 1.0, fit: Fit = "auto",
-                  components: int = 5, save: str | Path | None = None) -> dict[str, Any]:
-    """A grid of ``n`` samples, titled with what they were drawn from (``save``: also the .npz)."""
-    import textwrap
-
-    from aelab.figures.base import image_grid
-
-    s = sample(run, n, seed, temperature, fit, components)
-    root = int(np.ceil(np.sqrt(n)))
-    cols = next((c for c in range(root, 2 * root + 1) if n % c == 0), root) if n > 3 else n
-    rows = [list(s.images[i:i + cols]) for i in range(0, n, cols)]
-    temp = f", temperature {temperature:g}" if temperature != 1 else ""
-    text = f"{run.name}: {n} samples from {s.prior.describe()} (seed {seed}{temp})"
-    image_grid(rows, path, title=textwrap.fill(text, max(40, int(cols * 0.9 * 13))), cell=0.9)
-    result = {"figure": str(path), "run": str(run.path), "n": n, "seed": seed, "temperature": float(temperature),
-              "fit": s.prior.kind, "drawn_from": s.prior.describe(), "sharpness": _mean_sharpness(s.images)}
-    if save:
-        result["saved"] = str(s.save(save))
-    return result
-
-
-def _mean_sharpness(images: np.ndarray) -> float:
-    from aelab.quality import sharpness
-
-    return float(sharpness(images).mean())
 
 
 # -- noise on codes ---------------------------------------------------------------
@@ -314,28 +299,6 @@ def augment(run: Run, images: ImageSet | np.ndarray | str | list[int], variants:
         code_size=k, noise=noise[..., :k])
 
 
-def _noise_text(aug: Augmented) -> str:
-    if aug.mode == "posterior":
-        return "codes drawn from the VAE posterior N(mean, var)"
-    return f"code + σ·ε, σ = {aug.sigma:g}"
-
-
-def augment_figure(aug: Augmented, path: str | Path, title: str = "", max_rows: int = 24) -> Path:
-    """Each original (first column) beside its variants, one row per source image."""
-    from aelab.figures.base import image_grid
-
-    n, v = len(aug.originals), aug.variants
-    shown = min(n, max_rows)
-    rows = [[aug.originals[i], *aug.images[i * v:(i + 1) * v]] for i in range(shown)]
-    ids = aug.source_ids[::v]
-    more = f" (first {shown} of {n} images)" if shown < n else ""
-    head = title or "augmentation"
-    image_grid(rows, path, row_labels=[f"id {i}" for i in ids[:shown]],
-               col_labels=["original", *(f"variant {j + 1}" for j in range(v))],
-               title=f"{head}: {_noise_text(aug)}, seed {aug.seed}{more}", cell=1.0)
-    return Path(path)
-
-
 # -- the same noise through two models --------------------------------------------------
 
 def variant_stats(aug: Augmented) -> dict[str, float]:
@@ -361,6 +324,7 @@ def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, s
     """``augment`` both runs with one noise draw of max(k_a, k_b) elements per variant.
 
     ``mode`` posterior applies to the variational runs; a plain autoencoder always gets code + sigma·eps."""
+    run_b.check_images(images, "images for run B")
     ids = images.ids
     k = max(run_a.latent_size, run_b.latent_size)
     noise = code_noise(seed, ids, variants, k)
@@ -380,75 +344,3 @@ def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, s
                        "code_size": run.latent_size, "mode": aug.mode,
                        "code_rms": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))), **variant_stats(aug)}
     return augs[0], augs[1], result
-
-
-def compare_noise_figure(run_a: Run, run_b: Run, ids: str | list[int], sigma: float, seed: int, path: str | Path,
-                         variants: int = 5, data: str | ImageSet | None = None, mode: Mode = "fixed",
-                         max_rows: int = 24) -> dict[str, Any]:
-    """One row per image: the original, A's variants, B's variants (the same noise). Returns the numbers."""
-    import textwrap
-
-    from aelab.figures.base import image_grid
-
-    images = select(run_a, ids, data)
-    run_b.check_images(images, "images for run B")
-    aug_a, aug_b, result = compare_noise(run_a, run_b, images, variants, sigma, seed, mode)
-    v, shown = variants, min(len(images), max_rows)
-    rows = [[aug_a.originals[i], *aug_a.images[i * v:(i + 1) * v], *aug_b.images[i * v:(i + 1) * v]]
-            for i in range(shown)]
-    ka, kb = run_a.latent_size, run_b.latent_size
-    how = {"fixed": f"code + σ·ε, σ = {sigma:g}", "posterior": "VAE: posterior mean + std·ε"}
-    title = (f"Same noise ε (seed {seed}) through A = {run_a.name} ({run_a.model.family}, {ka}-element code) and "
-             f"B = {run_b.name} ({run_b.model.family}, {kb}-element code)\n"
-             f"A: {how[aug_a.mode]};  B: {how[aug_b.mode]};  ε drawn per element from one stream per image: "
-             f"A uses its first {ka} elements, B its first {kb}, the first {min(ka, kb)} are shared"
-             + (f"\n(first {shown} of {len(images)} images shown; the numbers cover all)"
-                if shown < len(images) else ""))
-    width = max(60, (1 + 2 * v) * 14)  # characters that fit above the grid
-    title = "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
-    image_grid(rows, path, row_labels=[f"id {i}" for i in images.ids[:shown]],
-               col_labels=["original", *(f"A{j + 1}" for j in range(v)), *(f"B{j + 1}" for j in range(v))],
-               title=title, cell=1.0)
-    return {"figure": str(path), **result}
-
-
-# -- the demo ---------------------------------------------------------------------
-
-DEMO_IDS = "1-5,226-230,841-845,1471-1475"
-"""The ids the course reports augmented (five variants each)."""
-
-
-def demo_section(demo: Any) -> list[str]:
-    """``aelab demo``: a sample grid per model, the AE-vs-VAE same-noise figure, the VAE's
-    augmentation of the reports' ids as ``aug.npz``, and (full demo only) sample quality."""
-    from aelab.quality import generation_quality, sharpness
-
-    ae, vae = demo.runs["ae"], demo.runs["vae"]
-    n = 32 if demo.quick else 64
-    lines: list[str] = []
-    numbers: dict[str, Any] = {"samples": {}}
-    for key, run in (("vae", vae), ("ae", ae)):
-        s = sample_figure(run, n, run.figures / "samples.png", seed=0)
-        real = run.preprocess.inverse(run.to_model(run.val_data()))
-        s["sharpness_real"] = float(sharpness(real).mean())
-        numbers["samples"][key] = s
-        lines.append(f"samples ({key}): {s['figure']}  ({s['drawn_from']}; sharpness {s['sharpness']:.4f} "
-                     f"vs {s['sharpness_real']:.4f} real)")
-    ids = DEMO_IDS if len(vae.splits.full) > 1475 else "0-9"
-    c = compare_noise_figure(ae, vae, ids, 0.5, 0, vae.figures / "same_noise.png")
-    numbers["same_noise"] = c
-    lines.append(f"same noise, AE vs VAE: {c['figure']}  (PSNR of variants {c['a']['psnr']:.2f} vs "
-                 f"{c['b']['psnr']:.2f} dB, diversity {c['a']['diversity']:.4f} vs {c['b']['diversity']:.4f})")
-    aug = augment(vae, ids, 5, 0.5, 0)
-    path = aug.save(demo.out / "aug.npz")[0]
-    numbers["augment"] = {"file": str(path), "images": list(aug.images.shape), "ids": ids, "sigma": 0.5, "seed": 0}
-    lines.append(f"augmented data: {path}  ({aug.images.shape[0]} images, load with npz:{path})")
-    if not demo.quick:
-        numbers["quality"] = {}
-        for key, run in (("vae", vae), ("ae", ae)):
-            q = generation_quality(run, n=1000)
-            numbers["quality"][key] = {k: v for k, v in q.items() if k != "feature_net"}
-            lines.append(f"sample quality ({key}): Fréchet distance {q['fd_generated']:.2f} (real vs real "
-                         f"{q['fd_train_vs_held_out']:.2f}), sharpness {q['sharpness_ratio_generated']:.2f}× real")
-    demo.result["generation"] = numbers
-    return lines

@@ -222,7 +222,7 @@ def edit(run: Run, image: np.ndarray | ImageSet, edits: list[str | Edit] | str |
 # -- ranges and effects ----------------------------------------------------------------
 
 def _stats_cache(run: Run) -> dict[Any, Any]:
-    return run.__dict__.setdefault("_latent_stats", {})
+    return run.cache
 
 
 def _data_key(data: ImageSet) -> tuple[Any, ...]:
@@ -258,16 +258,17 @@ def data_codes(run: Run, images: ImageSet) -> np.ndarray:
 
 
 def code_stats(run: Run, data: str | ImageSet | None = None) -> dict[str, np.ndarray]:
-    """Mean, std, min and max of every code element (flat) over ``data`` (default: the run's
-    validation split); cached on the Run."""
+    """Mean, std (ddof 1), min and max of every code element (flat) over ``data`` (default: the run's
+    validation split): the fields of ``aelab.codestats.CodeStats`` fitted to those codes, cached on the Run."""
+    from aelab.codestats import CodeStats
+
     images = _stats_data(run, data)
     cache = _stats_cache(run)
     key = ("stats", _data_key(images))
     if key not in cache:
-        codes = data_codes(run, images).astype(np.float64)
-        cache[key] = {"mean": codes.mean(0), "std": codes.std(0), "min": codes.min(0), "max": codes.max(0),
-                      "n": len(codes)}
-    return cache[key]
+        cache[key] = CodeStats.fit(data_codes(run, images))
+    s = cache[key]
+    return {"mean": s.mean_, "std": s.std_, "min": s.min_, "max": s.max_, "n": s.n_}
 
 
 def data_ranges(run: Run, data: str | ImageSet | None = None, kind: str | tuple[float, float] = "data"

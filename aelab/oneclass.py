@@ -115,7 +115,7 @@ def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = No
 
     Returns ``{"rows": [per-class AUROC, PR AUC, sizes, times], "mean_roc_auc", ...}`` and
     writes it to ``OUT/oneclass.json``. A finished class run with the same config is reused."""
-    from aelab.anomaly import analyse, check_kind
+    from aelab.anomaly import analyse, check_kind, record
     from aelab.run import SUMMARY as RUN_SUMMARY
     from aelab.run import load_run
     from aelab.train import train
@@ -145,7 +145,8 @@ def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = No
             run = train(ccfg, folder, force=True, progress=progress)  # OUT/class-c is ours to replace
         started = time.perf_counter()
         res = analyse(run, test, kind, normal=[c], csv=folder / "scores.csv", progress=progress)
-        m = res["metrics"]
+        record(run, res)
+        m = res.metrics
         rows.append({"normal": c, "class": names.get(c, str(c)), "n_train": run.summary["n_train"],
                      "n_test": m["n"], "n_anomalous": m["n_anomalous"], "roc_auc": m["roc_auc"],
                      "pr_auc": m["pr_auc"], "tpr_at_5pct_fpr": m["tpr_at_5pct_fpr"],

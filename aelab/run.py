@@ -201,6 +201,9 @@ class Run:
         load_weights(self.model, self.path / WEIGHTS)
         self.memory_format = memory_format_for(self.model)
         self.model.to(self.device, memory_format=self.memory_format).eval()
+        self.cache: dict[Any, Any] = {}
+        """What analyses computed from this Run's weights and data (code statistics, codes, the weights'
+        hash), keyed by a tuple whose first item names the analysis; the one place they keep state."""
 
     def __repr__(self) -> str:
         return f"Run('{self.path}', {self.model.family}, latent {self.latent_shape})"
@@ -328,27 +331,6 @@ class Run:
         data = self.val_data() if images is None else self.data(images) if isinstance(images, str) else images
         return evaluate_model(self.model, self.preprocess, self.batches(data))
 
-    # -- anomaly scores (aelab.anomaly) ------------------------------------------
-    def score(self, images: Images | str | None = None, kind: str = "mse", **kwargs: Any) -> np.ndarray:
-        """Anomaly score per image, higher = more anomalous; see ``aelab.anomaly.score``."""
-        from aelab.anomaly import score
-
-        return score(self, images, kind, **kwargs)
-
-    # -- generation (aelab.generate) -----------------------------------------------
-    def sample(self, n: int = 64, seed: int = 0, temperature: float = 1.0, fit: str = "auto",
-               components: int = 5) -> np.ndarray:
-        """uint8 images decoded from the VAE prior, or from a Gaussian fitted to the training codes."""
-        from aelab.generate import sample
-
-        return sample(self, n, seed, temperature, fit, components).images  # type: ignore[arg-type]
-
-    def augment(self, images: Images | str | list[int], variants: int = 5, sigma: float = 0.5, seed: int = 0,
-                mode: str = "fixed") -> Any:
-        """Noisy-code variants of ``images`` (or ids) as an ``aelab.generate.Augmented``; ``.save("aug.npz")``."""
-        from aelab.generate import augment
-
-        return augment(self, images, variants, sigma, seed, mode)  # type: ignore[arg-type]
 
 
 def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.Tensor]) -> dict[str, float]:

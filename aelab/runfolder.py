@@ -28,7 +28,8 @@ CONFIG, WEIGHTS, METRICS = "config.yaml", "model.safetensors", "metrics.jsonl"
 SUMMARY, FIGURES = "summary.json", "figures"
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"  # legacy: older checkpoints kept their scalars beside the tensors
-LATENT_CACHE = "latent_gaussian.safetensors"  # aelab.anomaly's fitted code Gaussian
+CODESTATS = "codestats-*.safetensors"  # aelab.codestats' fitted code Gaussians, one per split and size
+LEGACY_LATENT = "latent_gaussian.safetensors"  # legacy: the latent anomaly score's own Gaussian, before codestats
 SCORES = "scores.csv"  # per-image anomaly scores (oneclass, demo)
 QUALITY = "quality"  # aelab.quality's feature nets, one Run folder each
 
@@ -84,8 +85,8 @@ class FolderKind:
 
 FIGURES_FOLDER = FolderKind("figures folder", (), ("*.png", "*.svg", "*.pdf", "*.jpg", "*.jpeg", TEMP_FILES))
 # A run's files: the training's own, then the analyses' (records as RUN/<analysis>.json, see ARCHITECTURE.md).
-_RUN_FILES = (CONFIG, WEIGHTS, METRICS, SUMMARY, CHECKPOINT, CHECKPOINT_META, LATENT_CACHE, SCORES, "*.json",
-              TEMP_FILES)
+_RUN_FILES = (CONFIG, WEIGHTS, METRICS, SUMMARY, CHECKPOINT, CHECKPOINT_META, CODESTATS, LEGACY_LATENT, SCORES,
+              "*.json", TEMP_FILES)
 _FEATURE_RUN = FolderKind("run folder", (CONFIG,), _RUN_FILES, ((FIGURES, FIGURES_FOLDER),))
 # aelab.quality keeps its feature net in RUN/quality/features-<hash>/ (copied in through a .features-<hash>.copy).
 QUALITY_FOLDER = FolderKind("quality folder", (), (),

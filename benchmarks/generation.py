@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.generate import augment, sample_figure
+from aelab.figures.generate import samples_figure
+from aelab.generate import augment, sample
 from aelab.quality import generation_quality
 from aelab.run import load_run
 
@@ -56,7 +57,7 @@ def main() -> None:
     results["augment"] = {**t, "variants": n * 5, "variants_per_s_wall": round(n * 5 / t["wall_s"], 1)}
 
     out = Path(vae.figures / "bench_samples.png")
-    _, t = timed(lambda: sample_figure(vae, 64, out, seed=0))
+    _, t = timed(lambda: samples_figure(sample(vae, 64, seed=0), out, vae.name))
     results["sample_64_with_figure"] = t
     out.unlink(missing_ok=True)
 

@@ -85,7 +85,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from aelab.anomaly import analyse
+    from aelab.anomaly import analyse, score
     from aelab.run import load_run
 
     rows, fp32 = [], {}
@@ -99,16 +99,16 @@ def main() -> None:
         for variant in args.kinds.split(","):
             kind, _, precision = variant.partition(":")
             if kind in ("latent", "combined"):
-                run.score(np.zeros((1, 64, 64, 3), np.uint8), "latent")  # fit the Gaussian first (not timed)
+                score(run, np.zeros((1, 64, 64, 3), np.uint8), "latent")  # fit the Gaussian first (not timed)
             base = rss_kib("RssAnon")
             t = time.perf_counter()
             with PeakSampler() as mem:
                 res = analyse(run, f"npy:{tmp / 'test.npy'}", kind, csv=tmp / "scores.csv", progress=True,
-                              batch_size=args.batch_size, record=False, int8=precision == "int8")
+                              batch_size=args.batch_size, int8=precision == "int8")
             wall = time.perf_counter() - t
-            row = {"kind": kind, "precision": precision or "fp32", "images": res["n"],
+            row = {"kind": kind, "precision": precision or "fp32", "images": res.n,
                    "threads": torch.get_num_threads(), "seconds": round(wall, 2),
-                   "images_per_s": round(res["n"] / wall), "model_anon_mib": round(base / 1024),
+                   "images_per_s": round(res.n / wall), "model_anon_mib": round(base / 1024),
                    "peak_anon_above_model_mib": round((mem.peak["RssAnon"] - base) / 1024),
                    "peak_file_mapped_mib": round(mem.peak["RssFile"] / 1024)}
             if precision:
@@ -116,10 +116,10 @@ def main() -> None:
                 if ref is not None:
                     from scipy.stats import spearmanr
 
-                    row["max_rel_diff_vs_fp32"] = float(np.max(np.abs(res["scores"] - ref) / np.abs(ref)))
-                    row["spearman_vs_fp32"] = float(spearmanr(res["scores"], ref).statistic)
+                    row["max_rel_diff_vs_fp32"] = float(np.max(np.abs(res.scores - ref) / np.abs(ref)))
+                    row["spearman_vs_fp32"] = float(spearmanr(res.scores, ref).statistic)
             else:
-                fp32[kind] = res["scores"]
+                fp32[kind] = res.scores
             rows.append(row)
             print(row)
     print("\n| kind | precision | images | threads | seconds | images/s | peak memory above the model "

@@ -121,7 +121,7 @@ def test_rank_normalise_and_combine():
 @pytest.mark.parametrize("kind", ["mse", "l2", "l1", "ssim", "latent", "combined"])
 def test_every_kind_ranks_corrupted_above_clean(fcn_run, clean_and_corrupt, kind):
     images, labels = clean_and_corrupt
-    s = fcn_run.score(images, kind)
+    s = anomaly.score(fcn_run, images, kind)
     assert s.shape == (80,) and s.dtype == np.float64
     assert anomaly.metrics(s, labels)["roc_auc"] > 0.97
 
@@ -129,7 +129,7 @@ def test_every_kind_ranks_corrupted_above_clean(fcn_run, clean_and_corrupt, kind
 @pytest.mark.parametrize("kind", ["mse", "ssim", "elbo"])
 def test_vae_kinds_rank_corrupted_above_clean(vae_run, clean_and_corrupt, kind):
     images, labels = clean_and_corrupt
-    assert anomaly.metrics(vae_run.score(images, kind), labels)["roc_auc"] > 0.97
+    assert anomaly.metrics(anomaly.score(vae_run, images, kind), labels)["roc_auc"] > 0.97
 
 
 def test_scores_match_an_independent_computation(fcn_run, vae_run, clean_and_corrupt):
@@ -138,9 +138,9 @@ def test_scores_match_an_independent_computation(fcn_run, vae_run, clean_and_cor
     recon = torch.as_tensor(fcn_run.decode(fcn_run.encode(images)).astype(np.float64) / 255.0)
     x01 = (x.double() + 1) / 2
     # decode() rounds to uint8, so compare with a tolerance of the rounding
-    assert fcn_run.score(images, "mse") == pytest.approx(((recon.permute(0, 3, 1, 2) - x01) ** 2).mean((1, 2, 3))
-                                                         .numpy(), abs=3e-3)
-    mse, l2, l1 = (fcn_run.score(images, k) for k in ("mse", "l2", "l1"))
+    want = ((recon.permute(0, 3, 1, 2) - x01) ** 2).mean((1, 2, 3)).numpy()
+    assert anomaly.score(fcn_run, images, "mse") == pytest.approx(want, abs=3e-3)
+    mse, l2, l1 = (anomaly.score(fcn_run, images, k) for k in ("mse", "l2", "l1"))
     assert l2 == pytest.approx(np.sqrt(mse * x[0].numel()), rel=1e-5)
     assert (l1 >= 0).all() and (l1 ** 2 <= mse + 1e-9).all()  # Jensen: mean|e|^2 <= mean e^2
     # and exactly, from the float reconstructions (no uint8 rounding)
@@ -153,14 +153,14 @@ def test_scores_match_an_independent_computation(fcn_run, vae_run, clean_and_cor
     rv = vae_run.decode_tensor(mean)
     kl = -0.5 * (1 + logvar - mean ** 2 - np.exp(logvar)).sum(1)
     want = ((rv - xv) ** 2).flatten(1).mean(1).numpy() + kl / xv[0].numel()
-    assert vae_run.score(images, "elbo") == pytest.approx(want, rel=1e-4)
+    assert anomaly.score(vae_run, images, "elbo") == pytest.approx(want, rel=1e-4)
 
 
 def test_int8_scores_stay_close_to_fp32(fcn_run, clean_and_corrupt):
     from scipy.stats import spearmanr
 
     images, labels = clean_and_corrupt
-    fp32, int8 = fcn_run.score(images, "mse"), fcn_run.score(images, "mse", int8=True)
+    fp32, int8 = anomaly.score(fcn_run, images, "mse"), anomaly.score(fcn_run, images, "mse", int8=True)
     assert not np.array_equal(fp32, int8)  # the int8 path really ran
     assert int8 == pytest.approx(fp32, rel=0.05)
     assert spearmanr(fp32, int8).statistic > 0.99
@@ -175,28 +175,30 @@ def test_latent_score_is_the_mahalanobis_distance(fcn_run, clean_and_corrupt):
     cov += 1e-3 * np.trace(cov) / len(cov) * np.eye(len(cov))
     d = fcn_run.encode(images) - mu
     want = np.sqrt(np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d))
-    assert fcn_run.score(images, "latent") == pytest.approx(want, rel=1e-3)
-    assert (fcn_run.path / anomaly.LATENT_CACHE).exists()
+    assert anomaly.score(fcn_run, images, "latent") == pytest.approx(want, rel=1e-3)
+    from aelab.codestats import file_name
+
+    assert (fcn_run.path / file_name("train", len(fcn_run.splits.train))).exists()
 
 
 def test_elbo_needs_a_vae_and_kinds_are_checked(fcn_run):
     with pytest.raises(AelabError, match="needs a VAE.*fcn"):
-        fcn_run.score(np.zeros((2, 16, 16, 3), np.uint8), "elbo")
+        anomaly.score(fcn_run, np.zeros((2, 16, 16, 3), np.uint8), "elbo")
     with pytest.raises(AelabError, match="unknown score kind 'mes'.*did you mean 'mse'"):
-        fcn_run.score(np.zeros((2, 16, 16, 3), np.uint8), "mes")
+        anomaly.score(fcn_run, np.zeros((2, 16, 16, 3), np.uint8), "mes")
 
 
 def test_wrong_image_shape_names_both_shapes(fcn_run):
     with pytest.raises(AelabError, match=r"32×32×3.*expects \(3, 16, 16\)"):
-        fcn_run.score(np.zeros((2, 32, 32, 3), np.uint8))
+        anomaly.score(fcn_run, np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(AelabError, match=r"16×16×1.*expects \(3, 16, 16\)"):
-        fcn_run.score(np.zeros((2, 16, 16, 1), np.uint8))
+        anomaly.score(fcn_run, np.zeros((2, 16, 16, 1), np.uint8))
 
 
 def test_one_image_and_the_default_split(fcn_run, clean_and_corrupt):
     one = clean_and_corrupt[0][0]
-    assert fcn_run.score(one).shape == (1,)
-    assert len(fcn_run.score()) == len(fcn_run.data())  # no data given: the run's own source
+    assert anomaly.score(fcn_run, one).shape == (1,)
+    assert len(anomaly.score(fcn_run)) == len(fcn_run.data())  # no data given: the run's own source
 
 
 # -- streaming ----------------------------------------------------------------------------
@@ -236,7 +238,7 @@ def test_cli_score_end_to_end(fcn_run, tmp_path):
     assert [int(r[0]) for r in rows[1:]] == list(range(60))
     scores = np.array([float(r[1]) for r in rows[1:]])
     data = aelab.load_images(source)
-    assert scores == pytest.approx(fcn_run.score(data, "l2"), rel=1e-6)
+    assert scores == pytest.approx(anomaly.score(fcn_run, data, "l2"), rel=1e-6)
     assert out["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(data.labels, scores))
     assert out["metrics"]["n_anomalous"] == 12
     for name in ("worst", "sample", "score_hist", "roc"):
@@ -276,10 +278,10 @@ def test_labels_apart_from_a_source(fcn_run, tmp_path):
     assert json.loads(res.output)["metrics"]["n_anomalous"] == 10
     images = fcn_run.data().batch()[:20]
     np.save(tmp_path / "twenty.npy", y[:20])
-    out = anomaly.analyse(fcn_run, images, labels=str(tmp_path / "twenty.npy"), record=False)
-    assert out["metrics"]["n_anomalous"] == 10
+    out = anomaly.analyse(fcn_run, images, labels=str(tmp_path / "twenty.npy"))
+    assert out.metrics["n_anomalous"] == 10
     with pytest.raises(AelabError, match="240 labels for 20 images"):
-        anomaly.analyse(fcn_run, images, labels=str(tmp_path / "own.npy"), record=False)
+        anomaly.analyse(fcn_run, images, labels=str(tmp_path / "own.npy"))
 
 
 def test_cli_single_class_labels_explain(fcn_run, tmp_path):

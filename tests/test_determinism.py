@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import aelab
-from aelab.generate import sample
+from aelab.generate import augment, sample
 from aelab.run import ROWS, fixed_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,8 +95,8 @@ def test_other_block_sizes_keep_the_promise_for_their_own_value(tiny_vae_run: ae
 def test_augment_of_one_id_equals_its_rows_among_others(tiny_vae_run: aelab.Run) -> None:
     """The docs: noise (and now the images) do not depend on which other ids were chosen."""
     run = tiny_vae_run
-    alone = run.augment([3], variants=4, sigma=0.5, seed=1)
-    many = run.augment("0-9", variants=4, sigma=0.5, seed=1)
+    alone = augment(run, [3], variants=4, sigma=0.5, seed=1)
+    many = augment(run, "0-9", variants=4, sigma=0.5, seed=1)
     assert np.array_equal(alone.images, many.images[many.source_ids == 3])
 
 

@@ -250,7 +250,7 @@ def test_score_runs_sharded_and_rank_0_writes_one_csv(scripted):
     assert r0["score_exit"] == r1["score_exit"] == 0
     assert json.loads(r0["score_stdout"])["n"] == 128 and r1["score_stdout"] == ""  # rank 1 reports nothing
     two = (root / "scores.csv").read_text().splitlines()
-    analyse(aelab.load_run(root / "full"), None, "mse", csv=root / "one.csv", record=False)
+    analyse(aelab.load_run(root / "full"), None, "mse", csv=root / "one.csv")
     one = (root / "one.csv").read_text().splitlines()
     assert two[0] == one[0] == "ID,score" and len(two) == len(one) == 129
     assert [r.split(",")[0] for r in two] == [r.split(",")[0] for r in one]  # the same ids, in id order

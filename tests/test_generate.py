@@ -14,11 +14,11 @@ import torch
 import aelab
 from aelab.cli import main
 from aelab.errors import AelabError
+from aelab.figures.generate import same_noise_figure
 from aelab.generate import (
     augment,
     code_noise,
     compare_noise,
-    compare_noise_figure,
     fit_gaussian,
     fit_gmm,
     latent_prior,
@@ -77,10 +77,10 @@ def test_prior_samples_shapes_and_determinism(vae: aelab.Run) -> None:
     expected = np.random.default_rng(3).standard_normal((12, 6)).astype(np.float32)
     np.testing.assert_allclose(s.codes, expected, rtol=1e-6)
     np.testing.assert_allclose(sample(vae, 12, seed=3, temperature=0.5).codes, 0.5 * expected, rtol=1e-6)
-    again = vae.sample(12, seed=3)
+    again = sample(vae, 12, seed=3).images
     np.testing.assert_array_equal(again, s.images)
     np.testing.assert_array_equal(again, vae.decode(expected))
-    assert not np.array_equal(vae.sample(12, seed=4), s.images)
+    assert not np.array_equal(sample(vae, 12, seed=4).images, s.images)
 
 
 def test_sample_errors(ae: aelab.Run, vae: aelab.Run) -> None:
@@ -96,17 +96,18 @@ def test_sample_errors(ae: aelab.Run, vae: aelab.Run) -> None:
 
 def test_gaussian_fit_for_plain_autoencoder(ae: aelab.Run) -> None:
     prior = latent_prior(ae)
-    assert prior.kind == "gaussian" and latent_prior(ae) is prior  # cached per Run object
+    assert prior.kind == "gaussian" and latent_prior(ae).stats is prior.stats  # fitted once per Run
     codes = ae.encode(ae.splits.train).astype(np.float64)
     assert prior.n_fit == len(ae.splits.train) == 160
     np.testing.assert_allclose(prior.means[0], codes.mean(0), rtol=1e-6, atol=1e-9)
     cov = prior.chols[0] @ prior.chols[0].T
-    np.testing.assert_allclose(cov, np.cov(codes, rowvar=False), rtol=1e-4, atol=1e-6 * np.trace(cov))
+    want = np.cov(codes, rowvar=False)
+    want += 1e-3 * np.trace(want) / len(want) * np.eye(len(want))  # the documented ridge
+    np.testing.assert_allclose(cov, want, rtol=1e-6, atol=1e-9 * np.trace(cov))
     # draws follow the fitted distribution
     draws = prior.sample(40000, seed=1).astype(np.float64)
     np.testing.assert_allclose(draws.mean(0), codes.mean(0), atol=0.05 * codes.std(0).max())
-    np.testing.assert_allclose(np.cov(draws, rowvar=False), np.cov(codes, rowvar=False),
-                               atol=0.05 * np.abs(np.cov(codes, rowvar=False)).max())
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), want, atol=0.05 * np.abs(want).max())
     s = sample(ae, 8, seed=0)
     assert s.images.shape == (8, 16, 16, 3) and "fitted to 160 training codes" in s.prior.describe()
 
@@ -174,20 +175,20 @@ def test_augment_layout_labels_and_values(ae: aelab.Run) -> None:
 
 def test_augment_posterior_mode(vae: aelab.Run, ae: aelab.Run) -> None:
     images = vae.splits.full.by_ids([5, 6])
-    aug = vae.augment(images, variants=3, seed=1, mode="posterior")
+    aug = augment(vae, images, variants=3, seed=1, mode="posterior")
     mean, logvar = vae.encode_stats(images)
     eps = code_noise(1, [5, 6], 3, 6)
     expected = vae.decode((mean[:, None] + np.exp(0.5 * logvar)[:, None] * eps).reshape(6, 6))
     assert aug.sigma is None and aug.mode == "posterior"
     np.testing.assert_array_equal(aug.images, expected)
     with pytest.raises(AelabError, match="--mode posterior needs a VAE"):
-        ae.augment(images, mode="posterior")
+        augment(ae, images, mode="posterior")
 
 
 def test_same_seed_same_bytes_and_round_trip_into_training(ae: aelab.Run, tmp_path: Path) -> None:
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
-    ae.augment("0-9", variants=5, sigma=0.5, seed=11).save(a)
-    ae.augment("0-9", variants=5, sigma=0.5, seed=11).save(b)
+    augment(ae, "0-9", variants=5, sigma=0.5, seed=11).save(a)
+    augment(ae, "0-9", variants=5, sigma=0.5, seed=11).save(b)
     assert a.read_bytes() == b.read_bytes()
     with np.load(a) as z:
         assert set(z.files) == {"images", "labels", "source_ids", "variant", "seed", "sigma"}
@@ -204,7 +205,7 @@ def test_same_seed_same_bytes_and_round_trip_into_training(ae: aelab.Run, tmp_pa
 
 
 def test_npy_format(ae: aelab.Run, tmp_path: Path) -> None:
-    aug = ae.augment([4, 7], variants=3, seed=0)
+    aug = augment(ae, [4, 7], variants=3, seed=0)
     written = aug.save(tmp_path / "aug.npz", format="npy")
     assert [p.name for p in written] == ["aug_data.npy", "aug_label.npy", "aug_ids.npy"]
     data = aelab.load_images(f"npy:{tmp_path / 'aug_data.npy'}", labels=str(tmp_path / "aug_label.npy"))
@@ -214,7 +215,7 @@ def test_npy_format(ae: aelab.Run, tmp_path: Path) -> None:
 
 
 def test_augment_without_labels(ae: aelab.Run, tmp_path: Path) -> None:
-    aug = ae.augment(ae.splits.full.batch(slice(0, 3)), variants=2)  # a bare array: no ids, no labels
+    aug = augment(ae, ae.splits.full.batch(slice(0, 3)), variants=2)  # a bare array: no ids, no labels
     assert aug.labels is None and aug.source_ids.tolist() == [0, 0, 1, 1, 2, 2]
     assert "labels" not in np.load(aug.save(tmp_path / "x.npz")[0]).files
 
@@ -249,8 +250,8 @@ def test_compare_noise_uses_identical_noise(ae: aelab.Run, vae: aelab.Run, tmp_p
     assert res["a"]["diversity"] == pytest.approx(np.mean(pairs), rel=1e-5)
     mse = ((x - aug_a.originals.astype(np.float64).reshape(3, 1, -1) / 255) ** 2).mean()
     assert res["a"]["mse"] == pytest.approx(mse, rel=1e-4)
-    out = compare_noise_figure(ae, vae, "1-3", 0.5, 9, tmp_path / "cmp.png", variants=4)
-    assert Path(out["figure"]).stat().st_size > 5000 and out["a"]["psnr"] == pytest.approx(res["a"]["psnr"])
+    path = same_noise_figure(aug_a, aug_b, res, tmp_path / "cmp.png")  # drawn from the results alone
+    assert path.stat().st_size > 5000
 
 
 # -- quality -------------------------------------------------------------------------
@@ -308,7 +309,7 @@ def test_cli_sample_augment_compare(ae: aelab.Run, vae: aelab.Run, tmp_path: Pat
     res = json.loads(out)
     assert code == 0 and res["fit"] == "prior" and (tmp_path / "s.png").exists()
     with np.load(tmp_path / "s.npz") as z:
-        np.testing.assert_array_equal(z["images"], vae.sample(8, seed=2))
+        np.testing.assert_array_equal(z["images"], sample(vae, 8, seed=2).images)
     code, out, _ = run_cli(["sample", ae.path, "-n", "4", "--fit", "gmm", "--components", "2",
                             "--out", tmp_path / "g.png", "--json"], capsys)
     assert code == 0 and json.loads(out)["fit"] == "gmm"

@@ -282,8 +282,8 @@ def test_cli_image_and_explorer_upload_give_the_same_code(fcn, tmp_path):
 def test_data_ranges_against_the_codes(fcn, vae, monkeypatch):
     codes = fcn.encode(fcn.splits.val).astype(np.float64)
     lo, hi = data_ranges(fcn, kind="data")
-    np.testing.assert_allclose(lo, codes.mean(0) - 2 * codes.std(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(hi, codes.mean(0) + 2 * codes.std(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lo, codes.mean(0) - 2 * codes.std(0, ddof=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(hi, codes.mean(0) + 2 * codes.std(0, ddof=1), rtol=1e-4, atol=1e-5)
     lo, hi = data_ranges(fcn, kind="minmax")
     np.testing.assert_allclose(lo, codes.min(0), rtol=1e-6)
     np.testing.assert_allclose(hi, codes.max(0), rtol=1e-6)

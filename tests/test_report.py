@@ -153,7 +153,11 @@ def test_anomaly_and_quality_sections_appear_with_their_data(pair, tmp_path):
                                                   "fd_train_vs_held_out": 1.25}))
     from aelab import anomaly
     loaded = aelab.load_run(run)
-    anomaly.analyse(loaded, "builtin:faces?n=48&size=16&anomaly_fraction=0.25", maps=run / "figures" / "anomaly")
+    from aelab.figures.anomaly import draw_maps
+
+    res = anomaly.analyse(loaded, "builtin:faces?n=48&size=16&anomaly_fraction=0.25")
+    res.figures = draw_maps(res, anomaly.heatmaps(loaded, res), run / "figures" / "anomaly")
+    anomaly.record(loaded, res)
     assert (run / "anomaly.json").is_file()
     record = json.loads((run / "anomaly.json").read_text())
     result = build_report([run], tmp_path / "r.html")

@@ -33,21 +33,25 @@ def score_cmd(
     import torch
 
     from aelab import distributed
-    from aelab.anomaly import analyse
+    from aelab.anomaly import analyse, heatmaps, record
+    from aelab.figures.anomaly import draw_maps
     from aelab.run import load_run
 
     # Launched by torchrun, every process scores a shard; rank 0 alone writes the CSV, maps and report.
     d = distributed.setup(torch.device("cpu"))
     try:
         r = load_run(run)
-        result = analyse(r, data, kind, labels=labels, csv=out if d.main else None, maps=maps if d.main else None,
-                         top_k=top_k, batch_size=batch_size, progress=not (quiet or as_json), record=d.main,
-                         int8=int8)
+        res = analyse(r, data, kind, labels=labels, csv=out if d.main else None, batch_size=batch_size,
+                      progress=not (quiet or as_json), int8=int8)
+        if d.main and maps is not None:
+            res.figures = draw_maps(res, heatmaps(r, res, top_k=top_k), maps)
+        if d.main and res.metrics is not None:
+            record(r, res)
     finally:
         distributed.teardown(d)
     if not d.main:
         return
-    result.pop("scores")
+    result = res.numbers()
     if as_json:
         print_json(result)
         return

@@ -28,10 +28,17 @@ def sample(
     as_json: bool = JSON,
 ) -> None:
     """Decode codes drawn from a VAE's prior, or from a Gaussian fitted to an autoencoder's codes."""
-    from aelab.generate import sample_figure
+    from aelab.figures.generate import samples_figure
+    from aelab.generate import sample as draw
+    from aelab.quality import sharpness
     from aelab.run import load_run
 
-    result = sample_figure(load_run(run), n, out, seed, temperature, fit, components, save=save)  # type: ignore[arg-type]
+    r = load_run(run)
+    s = draw(r, n, seed, temperature, fit, components)  # type: ignore[arg-type]
+    result = {"figure": str(samples_figure(s, out, r.name)), "run": str(r.path), **s.numbers(),
+              "sharpness": float(sharpness(s.images).mean())}
+    if save:
+        result["saved"] = str(s.save(save))
     if as_json:
         print_json(result)
     else:
@@ -55,8 +62,9 @@ def augment(
 ) -> None:
     """Noisy-code variants of chosen images, saved as data (and labels) for augmentation."""
     from aelab.errors import AelabError
+    from aelab.figures.generate import augment_figure
     from aelab.generate import augment as run_augment
-    from aelab.generate import augment_figure, select
+    from aelab.generate import select
     from aelab.run import load_run
 
     if fmt not in ("npz", "npy"):
@@ -94,11 +102,14 @@ def compare_noise(
     as_json: bool = JSON,
 ) -> None:
     """The same noise through two models: original, A's variants, B's variants, per image."""
-    from aelab.generate import compare_noise_figure
+    from aelab.figures.generate import same_noise_figure
+    from aelab.generate import compare_noise as same_noise
+    from aelab.generate import select
     from aelab.run import load_run
 
-    result = compare_noise_figure(load_run(run_a), load_run(run_b), ids, sigma, seed, out, variants, data,
-                                  mode)  # type: ignore[arg-type]
+    ra, rb = load_run(run_a), load_run(run_b)
+    aug_a, aug_b, numbers = same_noise(ra, rb, select(ra, ids, data), variants, sigma, seed, mode)  # type: ignore[arg-type]
+    result = {"figure": str(same_noise_figure(aug_a, aug_b, numbers, out)), **numbers}
     if as_json:
         print_json(result)
         return

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aelab.anomaly import demo_section as anomaly_section
 from aelab.config import load_config, preset
+from aelab.demo.anomaly import demo_section as anomaly_section
+from aelab.demo.generate import demo_section as generation_section
 from aelab.demo.latent import demo_section as latent_section
-from aelab.generate import demo_section as generation_section
 from aelab.report.build import demo_section as report_section
 from aelab.run import Run, load_run
 from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder

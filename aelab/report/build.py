@@ -282,13 +282,17 @@ def run_section(run: Any, runs: list[Any], report: Report, generate: bool = True
 
     # samples are drawn for a VAE; shown for any run that has them already (a fitted Gaussian)
     vae = run.variational
-    samples = _draw(run, "samples", lambda p: gen.sample_figure(run, 32, p, seed=0), report, generate and vae)
+    from aelab.figures.generate import same_noise_figure, samples_figure
+
+    samples = _draw(run, "samples", lambda p: samples_figure(gen.sample(run, 32, seed=0), p, run.name), report,
+                    generate and vae)
     partner = _partner(run, runs) if vae else None
     noise = None
     if vae and (partner is not None or _existing(run, "noise")):
         ids = run.val_data().ids[:4].tolist()
-        noise = _draw(run, "noise", lambda p: gen.compare_noise_figure(partner, run, ids, 0.5, 0, p), report,
-                      generate and partner is not None)
+        noise = _draw(run, "noise", lambda p: same_noise_figure(
+            *gen.compare_noise(partner, run, gen.select(partner, ids), 5, 0.5, 0), p), report,
+            generate and partner is not None)
     quality = _read_json(run.path / "quality.json")
     q = key_values([("samples compared", quality.get("n")), ("drawn from", quality.get("generated_from")),
                     ("Fréchet distance: samples", quality.get("fd_generated")),

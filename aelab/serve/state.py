@@ -243,7 +243,8 @@ class LoadedRun:
         return self.run.preprocess.to_unit(x)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
-        """``n`` flat codes: the prior for a VAE, a Gaussian fitted to the training codes otherwise."""
+        """``n`` flat codes: the prior for a VAE, otherwise the Gaussian fitted to the training codes
+        (``aelab.codestats.code_stats``, the one ``aelab sample`` and the latent anomaly score use)."""
         from aelab.generate import latent_prior
 
         with self.lock:

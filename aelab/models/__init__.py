@@ -3,4 +3,7 @@
 from aelab.models.base import Autoencoder, Output
 from aelab.models.registry import create_model, families, parse_params, register
 
+# The built-in families register themselves on import (timm-style): every import of aelab.models.* runs this first.
+from aelab.models import conv, fcn, multi_encoder, vae  # noqa: E402, F401  isort: skip
+
 __all__ = ["Autoencoder", "Output", "create_model", "families", "parse_params", "register"]

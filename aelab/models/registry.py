@@ -38,15 +38,9 @@ def register(name: str, params: type[BaseModel], parse: Callable[[dict[str, Any]
 
 
 def families() -> dict[str, Family]:
-    _load_builtin_families()
+    """Every registered family. The built-in ones register when ``aelab.models`` is imported (which
+    importing this module does first), so the registry never imports the families it holds."""
     return dict(_FAMILIES)
-
-
-def _load_builtin_families() -> None:
-    import aelab.models.conv  # noqa: F401
-    import aelab.models.fcn  # noqa: F401
-    import aelab.models.multi_encoder  # noqa: F401
-    import aelab.models.vae  # noqa: F401
 
 
 def _family(name: Any) -> Family:

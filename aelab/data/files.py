@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +33,8 @@ from aelab.errors import DataError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+"""What a ``folder:`` source reads."""
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
 """Formats a user's image file may be in; only these PIL plugins are ever tried."""
 MAX_PIXELS = 40_000_000
@@ -115,3 +119,33 @@ def read_image_file(source: str | Path | bytes, shape: tuple[int, int, int], wha
     img = img.resize((width, height), Image.Resampling.LANCZOS if img.size[0] > width else Image.Resampling.BICUBIC)
     arr = np.array(img, dtype=np.uint8)  # a writable copy (torch warns about read-only arrays)
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Any]:
+    """A PIL image opened from ``path`` (header read, pixels not yet decoded), or one-line DataError.
+
+    Refuses decompression bombs from the header alone: a small file that
+    declares more pixels than PIL's ``Image.MAX_IMAGE_PIXELS`` (89 million by
+    default; PIL itself only warns up to twice that). Errors raised while the
+    caller decodes inside the ``with`` become "not a readable image" too."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path, formats=IMAGE_FORMATS)  # no plugin that runs an outside program
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too large to decode safely ({exc}); shrink the image first") from None
+    except Exception as exc:  # PIL raises many types for malformed files (OSError, ValueError, SyntaxError...)
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    with im:
+        width, height = im.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise DataError(f"{path}: its header declares {width}×{height} pixels ({width * height:,}), more than "
+                            f"the {limit:,} aelab decodes (a decompression bomb?); shrink the image first")
+        try:
+            yield im
+        except DataError:
+            raise
+        except Exception as exc:  # decoding a damaged file: truncated data, bad chunks
+            raise DataError(f"{path}: not a readable image ({exc})") from None

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from aelab.data.sources import IMAGE_SUFFIXES, open_image
+from aelab.data.files import IMAGE_SUFFIXES, open_image
 from aelab.errors import AelabError, DataError
 from aelab.io import atomic_write
 from aelab.limits import check_array_fits

@@ -12,10 +12,9 @@ import gzip
 import math
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -24,7 +23,6 @@ from aelab.data.imageset import ImageSet
 from aelab.errors import DataError, closest
 from aelab.limits import check_array_fits
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _CHUNK = 4096  # rows converted at a time when a float file must become uint8
 
 
@@ -233,38 +231,6 @@ def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
                                      f"{path}#y_test") if "y_test" in keys else None
             data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test")
     return data
-
-
-# -- image files ------------------------------------------------------------------
-
-@contextmanager
-def open_image(path: str | Path) -> Iterator[Any]:
-    """A PIL image opened from ``path`` (header read, pixels not yet decoded), or one-line DataError.
-
-    Refuses decompression bombs from the header alone: a small file that
-    declares more pixels than PIL's ``Image.MAX_IMAGE_PIXELS`` (89 million by
-    default; PIL itself only warns up to twice that). Errors raised while the
-    caller decodes inside the ``with`` become "not a readable image" too."""
-    from PIL import Image
-
-    try:
-        im = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: too large to decode safely ({exc}); shrink the image first") from None
-    except Exception as exc:  # PIL raises many types for malformed files (OSError, ValueError, SyntaxError...)
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-    with im:
-        width, height = im.size
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit and width * height > limit:
-            raise DataError(f"{path}: its header declares {width}×{height} pixels ({width * height:,}), more than "
-                            f"the {limit:,} aelab decodes (a decompression bomb?); shrink the image first")
-        try:
-            yield im
-        except DataError:
-            raise
-        except Exception as exc:  # decoding a damaged file: truncated data, bad chunks
-            raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
 # -- folders of image files ---------------------------------------------------

@@ -27,6 +27,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -348,6 +349,33 @@ def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.
             n += len(x)
     model.train(was_training)
     return {**{k: v / max(n, 1) for k, v in totals.items()}, "n": n}
+
+
+@dataclass
+class Reconstructions:
+    """Images beside their reconstructions, as the model sees them (uint8 N×H×W×C), with per-image
+    metrics on [0, 1] pixels: what a reconstruction figure or table is drawn from."""
+
+    ids: np.ndarray
+    originals: np.ndarray
+    reconstructions: np.ndarray
+    mse: np.ndarray
+    psnr: np.ndarray
+    ssim: np.ndarray
+
+    def numbers(self) -> dict[str, Any]:
+        """The JSON part: ids and per-image metrics, and the mean PSNR."""
+        return {"ids": self.ids.tolist(), "psnr": self.psnr.tolist(), "ssim": self.ssim.tolist(),
+                "mse": self.mse.tolist(), "mean_psnr": float(np.mean(self.psnr)) if len(self.psnr) else None}
+
+
+def reconstructions(run: Run, images: ImageSet) -> Reconstructions:
+    """Encode and decode ``images`` once, keeping both sides and the per-image MSE/PSNR/SSIM."""
+    x = run.to_model(images)
+    recon = run._map(images, lambda t: run.model.decode(run.model.encode(t)))  # fixed rows: same bytes as reconstruct
+    per = reconstruction_metrics(run.preprocess.to_unit(recon), run.preprocess.to_unit(x))
+    return Reconstructions(np.asarray(images.ids), run.preprocess.inverse(x), run.preprocess.inverse(recon),
+                           per["mse"].numpy(), per["psnr"].numpy(), per["ssim"].numpy())
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS) -> Run:

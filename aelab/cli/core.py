@@ -53,13 +53,13 @@ def info(
     as_json: bool = JSON,
 ) -> None:
     """Layer table, parameter count, code shape and an architecture picture."""
-    from aelab.info import diagram as draw
+    from aelab.figures.info import diagram as draw
     from aelab.info import model_for, summary
 
     model, cfg = model_for(target, overrides, input_shape)
     s = {"name": cfg.name, **summary(model)}
     if diagram:
-        draw(model, diagram, title=f"{cfg.name} ({s['family']}): {s['parameters']:,} parameters")
+        draw(s, diagram, title=f"{cfg.name} ({s['family']}): {s['parameters']:,} parameters")
         s["diagram"] = str(diagram)
     if as_json:
         print_json(s)
@@ -118,10 +118,13 @@ def reconstruct(
     """Originals above their reconstructions, each titled with its PSNR."""
     from aelab.data.ids import parse_ids
     from aelab.figures.run import reconstruction_figure
-    from aelab.run import load_run
+    from aelab.run import load_run, reconstructions
 
     r = load_run(run)
-    result = reconstruction_figure(r, r.data(data).by_ids(parse_ids(ids)), out)
+    rec = reconstructions(r, r.data(data).by_ids(parse_ids(ids)))
+    reconstruction_figure(rec.originals, rec.reconstructions, out, ids=rec.ids.tolist(), psnr=rec.psnr,
+                          ssim=rec.ssim, title=f"{r.name}: reconstructions")
+    result = {"figure": str(out), **rec.numbers()}
     if as_json:
         print_json(result)
     else:

@@ -1,37 +1,32 @@
-"""Figures drawn from a Run: reconstructions side by side with their originals."""
+"""Run-level figures: reconstructions beside their originals, drawn from arrays (no model)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-from aelab.data.imageset import ImageSet
 from aelab.figures.base import image_grid
-from aelab.metrics import reconstruction_metrics
-from aelab.run import Run
 
 
-def reconstruction_figure(run: Run, images: ImageSet, path: str | Path, title: str | None = None) -> dict[str, Any]:
-    """Originals (after the run's preprocessing) above reconstructions, titled with PSNR/SSIM."""
-    x = run.to_model(images)
-    with torch.inference_mode():
-        recon = run.model.decode(run.model.encode(x.to(run.device))).float().cpu()
-    per = reconstruction_metrics(run.preprocess.to_unit(recon), run.preprocess.to_unit(x))
-    originals, recons = run.preprocess.inverse(x), run.preprocess.inverse(recon)
-    ids = images.ids.tolist()
-    labels = [f"id {i}" for i in ids]
-    rows = [list(originals), list(recons)]
-    n = len(ids)
+def reconstruction_figure(originals: np.ndarray, reconstructions: np.ndarray, path: str | Path, *,
+                          ids: Sequence[int] | None = None, psnr: Sequence[float] | None = None,
+                          ssim: Sequence[float] | None = None, title: str | None = None) -> Path:
+    """Originals (uint8 N×H×W×C, as the model sees them) above their reconstructions, ten per row pair;
+    the title carries the mean PSNR/SSIM when given, so the figure reads on its own."""
+    n = len(originals)
+    if len(reconstructions) != n:
+        raise ValueError(f"{n} originals but {len(reconstructions)} reconstructions")
+    ids = list(range(n)) if ids is None else list(ids)
     per_row = min(n, 10)
     grid, row_labels = [], []
     for start in range(0, n, per_row):
-        grid += [rows[0][start:start + per_row], rows[1][start:start + per_row]]
+        grid += [list(originals[start:start + per_row]), list(reconstructions[start:start + per_row])]
         row_labels += ["original", "recon"]
-    image_grid(grid, path, row_labels=row_labels, col_labels=labels[:per_row] if n <= per_row else None,
-               title=title or f"{run.name}: reconstructions (mean PSNR {float(per['psnr'].mean()):.2f} dB, "
-                              f"SSIM {float(per['ssim'].mean()):.3f})")
-    return {"figure": str(path), "ids": ids, "psnr": per["psnr"].tolist(), "ssim": per["ssim"].tolist(),
-            "mse": per["mse"].tolist(), "mean_psnr": float(np.mean(per["psnr"].numpy()))}
+    scores = ""
+    if psnr is not None and ssim is not None and n:
+        scores = f" (mean PSNR {float(np.mean(psnr)):.2f} dB, SSIM {float(np.mean(ssim)):.3f})"
+    return image_grid(grid, path, row_labels=row_labels,
+                      col_labels=[f"id {i}" for i in ids[:per_row]] if n <= per_row else None,
+                      title=(title or "reconstructions") + scores)

@@ -91,7 +91,7 @@ def record(run_path: str | Path, name: str, *, figures: dict[str, str | Path] | 
     if missing:
         raise RunError(f"{run_path}: analysis '{name}' records {missing[0]}, which does not exist")
     stored = {"figures": figs, "numbers": json_safe(numbers or {}), "params": json_safe(params or {}),
-              "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "weights": weights_stamp(run_path)}
     manifest = read(run_path)
     manifest[name] = stored

@@ -16,7 +16,8 @@ from its settings (``run_name``): ``model.type=vae, train.epochs=5`` becomes
 ``vae_e5``. Finished runs are skipped, interrupted ones resumed from their
 checkpoint, so running the same sweep again completes it. The sweep folder
 then holds ``sweep.yaml`` (what was run), ``table.csv``/``table.md`` (one row
-per run) and ``losses.png``; ``latent.png`` too when the runs differ in code size.
+per run); ``aelab sweep`` (through ``aelab.analyse.sweep_figures``) adds ``losses.png`` and, when the
+runs differ in code size, ``latent.png``, drawn by ``aelab.figures.sweep``.
 """
 
 from __future__ import annotations
@@ -493,147 +494,54 @@ def table_md(rows: list[dict[str, Any]]) -> str:
 
 
 def write_outputs(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """table.csv, table.md, losses.png and (when code sizes differ) latent.png."""
+    """table.csv and table.md (the figures are drawn above this layer: ``aelab.analyse.sweep_figures``)."""
     files: dict[str, str] = {}
     if not rows:
         return files
     atomic_write(out / TABLE_CSV, table_csv(rows))
     atomic_write(out / TABLE_MD, table_md(rows))
     files.update(table_csv=str(out / TABLE_CSV), table_md=str(out / TABLE_MD))
-    finished = [v for v in sweep.variants if (out / v.name / "summary.json").exists()]
-    files["losses"] = str(losses_figure(out, finished, out / LOSSES, title=f"{sweep.name}: training loss"))
-    if len({r["latent_size"] for r in rows}) > 1:
-        files["latent"] = str(latent_figure(rows, sweep, out / LATENT, title=f"{sweep.name}: code size"))
     return files
 
 
-# -- figures ---------------------------------------------------------------------------------------------------------
-def _smooth(y: Any, k: int) -> Any:
+# -- what the figures are drawn from ---------------------------------------------------------------------------------
+def finished(out: str | Path, sweep: Sweep) -> list[Variant]:
+    """The variants whose run folder holds a finished run."""
+    return [v for v in sweep.variants if (Path(out) / v.name / "summary.json").exists()]
+
+
+def loss_curves(out: str | Path, variants: list[Variant]) -> list[tuple[str, Any, Any]]:
+    """Per run, in sweep order: its legend label, and the iteration and training loss of every logged step."""
     import numpy as np
-
-    if k <= 1 or len(y) < k:
-        return y
-    return np.convolve(y, np.ones(k) / k, mode="valid")
-
-
-def losses_figure(out: Path, variants: list[Variant], path: Path, title: str = "") -> Path:
-    """Training loss per iteration of every run on one plot (a moving average over the faint raw curve).
-
-    Longer runs are drawn first so a shorter run that follows the same path
-    (same seed, fewer epochs) stays visible on top."""
-    import numpy as np
-
-    from aelab.figures.base import plt, save
 
     curves = []
     for v in variants:
         steps, loss = [], []
-        with open(out / v.name / "metrics.jsonl") as fh:
+        with open(Path(out) / v.name / "metrics.jsonl") as fh:
             for line in fh:
                 if line.strip():
                     r = json.loads(line)
                     if "loss" in r:
                         steps.append(r["step"])
                         loss.append(r["loss"])
-        curves.append((v, np.asarray(steps), np.asarray(loss)))
-    fig, ax = plt.subplots(figsize=(8, 4.4))
-    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
-    order = sorted(range(len(curves)), key=lambda i: -len(curves[i][1]))
-    lows, highs, lines = [], [], {}
-    longest = max((len(c[1]) for c in curves), default=1) or 1
-    k_all = max(1, longest // 50)  # one window for all, so shared paths match
-    for rank, i in enumerate(order):
-        v, steps, loss = curves[i]
-        if not len(loss):
-            continue
-        colour = colours(i % colours.N)
-        k = min(k_all, max(1, len(loss) // 4))
-        ax.plot(steps, loss, color=colour, alpha=0.18, lw=0.7)
-        sm = _smooth(loss, k)
-        (lines[i],) = ax.plot(steps[len(steps) - len(sm):], sm, color=colour, zorder=2 + rank,
-                              lw=1.0 + 1.0 * len(loss) / longest)  # a longer run: a wider line under the rest
-        ax.plot(steps[-1], sm[-1], "o", color=colour, ms=5, zorder=3 + rank)  # where the run stopped
-        lows.append(float(loss.min()))
-        highs.append(float(loss.max()))
-    if lows and min(lows) > 0 and max(highs) / min(lows) > 20:
-        ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss")
-    ax.grid(alpha=0.3)
-    if lines:  # legend in sweep order, whatever the drawing order
-        keys = sorted(lines)
-        ax.legend([lines[i] for i in keys], [curves[i][0].label for i in keys], fontsize=8,
-                  ncol=1 if len(keys) <= 8 else 2, loc="upper right")
-    ax.set_title(title or "training loss", fontsize=10)
-    fig.tight_layout()
-    return save(fig, path)
+        curves.append((v.label, np.asarray(steps), np.asarray(loss)))
+    return curves
+
+
+def latent_series(rows: list[dict[str, Any]], sweep: Sweep) -> dict[str, list[dict[str, Any]]]:
+    """The rows grouped into the code-size study's lines: family, vector or spatial code, other settings."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault(_series(r, sweep), []).append(r)
+    return series
 
 
 def _series(row: dict[str, Any], sweep: Sweep) -> str:
-    """Line a run belongs to in the latent study: its family, vector or spatial code, and the other settings."""
     v = next((v for v in sweep.variants if v.name == row["run"]), None)
     kind = "spatial" if v is not None and getattr(v.config.model, "latent_dim", 0) is None else "vector"
-    family = row["family"]
+    family = str(row.get("family", row.get("model.type")))
     if v is not None and family == "vae":
         family = f"vae ({v.config.model.backbone})"
     rest = {k: val for k, val in (v.settings.items() if v else ()) if k not in LATENT_KEYS and k != "model.type"}
     extra = label(rest)
     return f"{family}, {kind} code" + (f", {extra}" if extra else "")
-
-
-def _ratio(r: float) -> str:
-    return f"{r:,.0f}×" if r >= 100 else f"{r:.3g}×"
-
-
-def latent_figure(rows: list[dict[str, Any]], sweep: Sweep, path: Path, title: str = "") -> Path:
-    """Validation PSNR and SSIM against code size (two panels), the compression ratio on the top axis.
-
-    One line per series (family, vector or spatial code, other settings). The
-    top axis reads input elements / code elements; where the sweep reaches a
-    code as big as the input (ratio 1 and below) the region is shaded: the
-    reconstruction is sharp there, but the code is no longer a compression."""
-    import numpy as np
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    from aelab.figures.base import plt, save
-
-    series: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        series.setdefault(_series(r, sweep), []).append(r)
-    sizes = sorted({r["latent_size"] for r in rows})
-    dims = {round(r["latent_size"] * r["compression"]) for r in rows}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    colours = plt.get_cmap("tab10")
-    for ax, key, name in ((axes[0], "val_psnr", "validation PSNR (dB)"), (axes[1], "val_ssim", "validation SSIM")):
-        for i, (label_, pts) in enumerate(series.items()):
-            pts = sorted(pts, key=lambda r: r["latent_size"])
-            ax.plot([p["latent_size"] for p in pts], [p[key] for p in pts], "o-", color=colours(i % 10), lw=1.8,
-                    ms=5, label=label_)
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_locator(FixedLocator(sizes))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([f"{s:,}" for s in sizes], fontsize=8, rotation=45 if len(sizes) > 6 else 0)
-        ax.set_xlabel("code size (elements, log scale)")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        if len(dims) == 1:
-            d = float(next(iter(dims)))
-            top = ax.secondary_xaxis("top", functions=(lambda s, d=d: d / np.maximum(s, 1e-9),
-                                                       lambda c, d=d: d / np.maximum(c, 1e-9)))
-            top.xaxis.set_major_locator(FixedLocator([d / s for s in sizes]))
-            top.xaxis.set_minor_locator(NullLocator())
-            top.set_xticklabels([_ratio(d / s) for s in sizes], fontsize=8, rotation=45 if len(sizes) > 6 else 0)
-            top.set_xlabel("compression ratio (input elements / code size)", fontsize=9)
-            lo, hi = ax.get_xlim()
-            if max(sizes) >= d:  # the code is as big as the image: shade from there on, wide enough to read
-                hi = max(hi, d * 2)
-                ax.axvspan(d, hi, color="grey", alpha=0.15, lw=0)
-                y0, y1 = ax.get_ylim()
-                ax.text((d * hi) ** 0.5, (y0 + y1) / 2, "no compression", fontsize=8, rotation=90, ha="center",
-                        va="center", color="dimgrey")
-                ax.set_xlim(lo, hi)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
-    fig.suptitle(title or "reconstruction against code size", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
-    return save(fig, path)

@@ -478,7 +478,7 @@ class Trainer:
         return Run(self.out, device=self.device) if self.dist.main else None
 
     def _write_results(self, final: dict[str, float]) -> None:
-        """Weights, figure, then summary.json, then the checkpoint's removal, each durable before the next:
+        """Weights, then summary.json, then the checkpoint's removal, each durable before the next:
         until summary.json is on disk the checkpoint stays, so a kill anywhere here leaves a run that
         --resume finishes (from the last checkpoint, at the last step: it trains nothing again)."""
         save_tensors(self.out / WEIGHTS, self.model.state_dict(), metadata={"format": "pt", "aelab": aelab.__version__})
@@ -518,10 +518,6 @@ class Trainer:
             "aelab": aelab.__version__,
             "python": platform.python_version(),
         }
-        from aelab.figures.base import loss_curve
-
-        (self.out / "figures").mkdir(exist_ok=True)
-        loss_curve(records, self.out / "figures" / "loss.png", title=self.cfg.name)
         write_json(self.out / SUMMARY, summary)
         for name in (CHECKPOINT, CHECKPOINT_META):
             remove(self.out / name)

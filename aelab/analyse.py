@@ -1,0 +1,325 @@
+"""``aelab analyse``: run the analyses the report shows and record each in the run's manifest.
+
+The report only reads (``aelab.report``); this is the explicit step that computes.
+For every run it produces what is missing -- an analysis counts as done when
+``RUN/analyses.json`` records it for the run's current weights with every figure
+on disk -- by calling the analysis functions, drawing their figures under
+``RUN/figures/`` and recording figures, numbers and parameters with
+``aelab.manifest.record``.
+
+Each analysis is one function below (``ANALYSES`` lists them in report order), so
+the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.anomaly`` live in
+one small place. A sweep folder is analysed as its finished runs plus the sweep's
+own figures (``losses.png``, ``latent.png``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aelab import manifest
+from aelab.errors import AelabError, closest
+
+LARGE_CODE = 256  # above this many elements, pick edited/traversed elements by spread instead of measured effect
+CORE = ("architecture", "loss", "reconstructions", "edits", "traversal", "interpolation")
+"""What every run gets; a VAE also gets ``samples``."""
+
+
+def expected(variational: bool) -> list[str]:
+    """The analyses a complete report of such a run shows (the optional ones -- the same-noise
+    comparison, which needs a partner run, sample quality and anomaly scores -- are not required)."""
+    return [*CORE, *(("samples",) if variational else ())]
+
+
+@dataclass
+class Result:
+    """What an analysis wrote: figures (key -> path inside the run), numbers and the parameters used."""
+
+    figures: dict[str, Path] = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """The runs analysed together: a VAE's same-noise comparison puts the noise through one of the others."""
+
+    runs: list[Any]
+
+
+# -- one function per analysis: returns None where it does not apply to the run -------------------------------------
+def architecture(run: Any, ctx: Context) -> Result:
+    from aelab.figures.info import diagram
+    from aelab.info import summary
+
+    described = summary(run.model)
+    path = diagram(described, run.figures / "architecture.png",
+                   title=f"{run.name} ({run.model.family}): {described['parameters']:,} parameters")
+    return Result({"architecture": path}, described)
+
+
+def loss(run: Any, ctx: Context) -> Result:
+    from aelab.figures.base import loss_curve
+
+    records = run.metrics_log()
+    epochs = [r for r in records if "train_loss" in r]
+    path = loss_curve(records, run.figures / "loss.png", title=run.name)
+    return Result({"loss": path}, {"epochs": len(epochs), "steps": sum(1 for r in records if "loss" in r),
+                                   "final_train_loss": epochs[-1]["train_loss"] if epochs else None})
+
+
+def reconstructions(run: Any, ctx: Context) -> Result:
+    from aelab.figures.run import reconstruction_figure
+    from aelab.run import reconstructions as reconstruct
+
+    data = run.val_data()
+    rec = reconstruct(run, data.subset(list(range(min(8, len(data))))))
+    path = reconstruction_figure(rec.originals, rec.reconstructions, run.figures / "reconstructions.png",
+                                 ids=rec.ids.tolist(), psnr=rec.psnr, ssim=rec.ssim,
+                                 title=f"{run.name}: reconstructions")
+    return Result({"reconstructions": path}, rec.numbers(), {"data": "validation split", "n": len(rec.ids)})
+
+
+def _one_image(run: Any) -> Any:
+    return run.val_data().batch([0])[0]
+
+
+def _spread_elements(run: Any, n: int) -> list[int]:
+    import numpy as np
+
+    from aelab.latent import code_stats
+
+    std = np.asarray(code_stats(run)["std"])
+    return [int(i) for i in np.argsort(-std, kind="stable")[:n]]
+
+
+def edits(run: Any, ctx: Context) -> Result:
+    """Two elements pushed to the ends of their data range, then both together: what changes?"""
+    import numpy as np
+
+    from aelab import latent
+
+    img = _one_image(run)
+    stats = latent.code_stats(run)
+    code = run.encode(img[None]).reshape(-1)
+    dims = latent.top_elements(run, code, 2, "data") if run.latent_size <= LARGE_CODE else _spread_elements(run, 2)
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    ops = [f"{d}={mean[d] + sign * 2 * std[d]:.3g}" for d, sign in zip(dims, (1, -1), strict=False)]
+    ops = [*ops, ",".join(ops)] if len(ops) > 1 else ops
+    out = latent.edit_figure(run, img, ops, run.figures / "edits.png")
+    numbers = {"edits": [{k: e[k] for k in ("edit", "mean_abs_change", "psnr")} for e in out["edits"]]}
+    return Result({"edits": Path(out["figure"])}, numbers, {"image": "validation image 0", "edits": ops})
+
+
+def traversal(run: Any, ctx: Context) -> Result:
+    from aelab import latent
+
+    img = _one_image(run)
+    if run.latent_size > LARGE_CODE:
+        out = latent.traverse_figure(run, img, run.figures / "traversal.png", dims=_spread_elements(run, 8),
+                                     range="data", steps=9)
+    else:
+        out = latent.traverse_figure(run, img, run.figures / "traversal.png", top=8, range="data", steps=9)
+    return Result({"traversal": Path(out.pop("figure"))}, out, {"image": "validation image 0", "range": "data"})
+
+
+def interpolation(run: Any, ctx: Context) -> Result | None:
+    from aelab import latent
+
+    data = run.val_data()
+    if len(data) < 2:
+        return None
+    out = latent.interpolate_figure(run, data.subset([0]), data.subset([1]), run.figures / "interpolation.png",
+                                    steps=8)
+    return Result({"interpolation": Path(out.pop("figure"))}, out, {"images": "validation images 0 and 1"})
+
+
+def samples(run: Any, ctx: Context) -> Result | None:
+    from aelab import generate
+
+    if not run.variational:
+        return None
+    out = generate.sample_figure(run, 32, run.figures / "samples.png", seed=0)
+    numbers = {k: out[k] for k in ("n", "seed", "fit", "drawn_from", "sharpness") if k in out}
+    return Result({"samples": Path(out["figure"])}, numbers, {"n": 32, "seed": 0})
+
+
+def _partner(run: Any, runs: list[Any]) -> Any:
+    """A plain autoencoder on the same data to put the same noise through: one trained as long
+    as the VAE if there is one, the best reconstructing among those."""
+    fits = [r for r in runs if not r.variational and r.config.data == run.config.data]
+    return min(fits, key=lambda r: (r.summary["epochs"] != run.summary["epochs"], -r.summary["psnr"]), default=None)
+
+
+def noise(run: Any, ctx: Context) -> Result | None:
+    from aelab import generate
+
+    partner = _partner(run, ctx.runs) if run.variational else None
+    if partner is None:
+        return None
+    ids = run.val_data().ids[:4].tolist()
+    out = generate.compare_noise_figure(partner, run, ids, 0.5, 0, run.figures / "noise_compare.png")
+    numbers = {k: out[k] for k in ("a", "b") if k in out}
+    return Result({"noise": Path(out["figure"])}, numbers,
+                  {"partner": str(partner.path), "ids": ids, "sigma": 0.5, "seed": 0})
+
+
+def _adopt(run: Any, file: str) -> Result | None:
+    """A record an analysis command wrote itself (``RUN/quality.json`` by ``aelab evaluate``,
+    ``RUN/anomaly.json`` by ``aelab anomaly``): its figures and numbers, stamped with the file's mtime."""
+    import json
+
+    path = run.path / file
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    figures = {}
+    for key, rel in (data.pop("figures", None) or {}).items():
+        p = Path(rel) if Path(rel).is_absolute() else run.path / rel
+        if p.is_file() and p.resolve().is_relative_to(run.path.resolve()):
+            figures[key] = p
+    return Result(figures, data, {"from": file, "mtime_ns": path.stat().st_mtime_ns})
+
+
+def quality(run: Any, ctx: Context) -> Result | None:
+    return _adopt(run, "quality.json")
+
+
+def anomaly(run: Any, ctx: Context) -> Result | None:
+    """``aelab anomaly``'s record when there is one; else, when the validation split is labelled
+    normal (0) / anomalous (1) with both present, its scores, metrics and maps."""
+    import numpy as np
+
+    from aelab import anomaly as an
+
+    found = _adopt(run, an.ANOMALY_JSON)
+    if found is not None:
+        return found
+    data = run.val_data()
+    labels = data.get_labels()
+    if labels is None or set(np.unique(labels).tolist()) != {0, 1}:
+        return None
+    out = an.analyse(run, data, "mse", maps=run.figures / "anomaly", top_k=5, sample=0, record=False)
+    numbers = {k: out[k] for k in ("data", "kind", "n", "metrics") if k in out}
+    return Result({k: Path(v) for k, v in out.get("figures", {}).items()}, numbers,
+                  {"data": "validation split", "kind": "mse"})
+
+
+ANALYSES: dict[str, Callable[[Any, Context], Result | None]] = {
+    "architecture": architecture, "loss": loss, "reconstructions": reconstructions, "edits": edits,
+    "traversal": traversal, "interpolation": interpolation, "samples": samples, "noise": noise,
+    "quality": quality, "anomaly": anomaly}
+"""Every analysis by its manifest name, in the order the report shows them."""
+
+
+# -- the driver ----------------------------------------------------------------------------------------------------
+def _done(run_path: Path, name: str) -> bool:
+    if not manifest.current(run_path, name):
+        return False
+    params = (manifest.entry(run_path, name) or {}).get("params", {})
+    if "from" in params:  # adopted from a record file: done while that file is unchanged
+        path = run_path / params["from"]
+        return path.is_file() and path.stat().st_mtime_ns == params.get("mtime_ns")
+    return True
+
+
+def check_names(names: list[str] | None) -> list[str]:
+    """``--only`` names, checked (``a,b`` and repeated options both work); None: all of them."""
+    if not names:
+        return list(ANALYSES)
+    flat = [n.strip() for item in names for n in item.split(",") if n.strip()]
+    for n in flat:
+        if n not in ANALYSES:
+            raise AelabError(f"no analysis '{n}'{closest(n, ANALYSES)}; analyses: {', '.join(ANALYSES)}")
+    return [n for n in ANALYSES if n in flat]
+
+
+def analyse_run(run: Any, names: list[str] | None = None, *, runs: list[Any] | None = None, redo: bool = False,
+                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run and record the analyses ``names`` (default: all) that ``run`` lacks; ``redo`` runs them anyway.
+
+    ``runs``: the runs analysed together (the same-noise partner is chosen among them). Returns what was
+    recorded, what was already there, what does not apply and what failed (with the reason): an analysis
+    that fails with a user-fixable error is reported and the others still run."""
+    say = log or (lambda _line: None)
+    ctx = Context(runs if runs is not None else [run])
+    out: dict[str, Any] = {"recorded": [], "kept": [], "not_applicable": [], "failed": {}}
+    for name in check_names(names):
+        if not redo and _done(run.path, name):
+            out["kept"].append(name)
+            continue
+        try:
+            result = ANALYSES[name](run, ctx)
+        except (AelabError, ValueError, RuntimeError) as exc:
+            out["failed"][name] = f"{type(exc).__name__}: {exc}"
+            say(f"{run.path}: {name} failed ({exc})")
+            continue
+        if result is None:
+            out["not_applicable"].append(name)
+            continue
+        manifest.record(run.path, name, figures=result.figures, numbers=result.numbers, params=result.params)
+        out["recorded"].append(name)
+        say(f"{run.path}: {name}" + (f" -> {', '.join(str(p) for p in result.figures.values())}"
+                                     if result.figures else ""))
+    return out
+
+
+def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
+    """The sweep folder's ``losses.png`` and, when its runs differ in code size, ``latent.png``
+    (``redo=False``: only those missing)."""
+    from aelab import sweep as sw
+    from aelab.figures.sweep import latent_figure, losses_figure
+
+    path = Path(path)
+    sweep = sw.load_sweep_dir(path)
+    done = sw.finished(path, sweep)
+    files: dict[str, str] = {}
+    if not done:
+        return files
+    if redo or not (path / sw.LOSSES).is_file():
+        losses_figure(sw.loss_curves(path, done), path / sw.LOSSES, title=f"{sweep.name}: training loss")
+    files["losses"] = str(path / sw.LOSSES)
+    rows = sw.sweep_table(path, sweep)
+    if len({r["latent_size"] for r in rows}) > 1:
+        if redo or not (path / sw.LATENT).is_file():
+            latent_figure(sw.latent_series(rows, sweep), path / sw.LATENT, title=f"{sweep.name}: code size")
+        files["latent"] = str(path / sw.LATENT)
+    return files
+
+
+def analyse(targets: list[str | Path] | str | Path, only: list[str] | None = None, *, redo: bool = False,
+            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``aelab analyse``: every run folder in ``targets`` (a sweep folder: its finished runs and its
+    figures), brought up to what the report shows. Returns per run what happened (``analyse_run``)."""
+    from aelab.run import load_run
+    from aelab.sweep import is_sweep, load_sweep_dir
+
+    started = time.perf_counter()
+    targets = [targets] if isinstance(targets, str | Path) else list(targets)
+    if not targets:
+        raise AelabError("no run or sweep folder given")
+    names = check_names(only)
+    paths: list[Path] = []
+    sweeps: dict[str, dict[str, str]] = {}
+    for t in map(Path, targets):
+        if is_sweep(t):
+            sweep = load_sweep_dir(t)
+            paths += [t / v.name for v in sweep.variants if (t / v.name / "summary.json").is_file()]
+            sweeps[str(t)] = sweep_figures(t, redo=redo)
+        else:
+            paths.append(t)  # load_run names what is wrong with anything else
+    seen: set[Path] = set()
+    runs = []
+    for p in paths:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            runs.append(load_run(p))
+    result = {str(r.path): analyse_run(r, names, runs=runs, redo=redo, log=log) for r in runs}
+    return {"runs": result, "sweeps": sweeps, "wall_time_s": round(time.perf_counter() - started, 2)}

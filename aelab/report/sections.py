@@ -1,0 +1,269 @@
+"""The report's sections, from what the folders hold: a run's summary, config, metrics log,
+the figures and numbers its manifest records, its model cards; a sweep's table and figures.
+
+Nothing here computes or draws: a figure is shown when the manifest records it, a part
+whose data is missing is left out, and a run lacking analyses says which command adds them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aelab import manifest
+from aelab.config import Config, load_config
+from aelab.errors import RunError
+from aelab.report.html import card_html, esc, figure, fmt, key_values, slug, table_html
+from aelab.runfolder import CONFIG, METRICS, SUMMARY, WEIGHTS
+
+CAPTIONS = {
+    ("architecture", "architecture"): "layers left to right; the code in red, box height ~ log of the layer's "
+                                      "output size",
+    ("loss", "loss"): "training loss per iteration and validation MSE per epoch",
+    ("reconstructions", "reconstructions"): "validation images above their reconstructions",
+    ("edits", "edits"): "edits of one image's code, decoded; right: where the image changed",
+    ("traversal", "traversal"): "each row sweeps one code element across its range, the others held at the "
+                                "image's code",
+    ("interpolation", "interpolation"): "decoded codes on the straight line between two images' codes",
+    ("noise", "noise"): "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B)",
+    ("anomaly", "roc"): "ROC curve",
+    ("anomaly", "score_hist"): "scores of normal and anomalous images",
+    ("anomaly", "worst"): "the highest-scoring images: input, reconstruction, error heat map",
+    ("anomaly", "sample"): "images drawn at random: input, reconstruction, error heat map",
+}
+
+
+@dataclass
+class RunFiles:
+    """A finished run as its files say, without loading the model: what the report reads."""
+
+    path: Path
+    config: Config
+    summary: dict[str, Any]
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+    """Analyses recorded for other weights than the run's (shown, and flagged)."""
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def family(self) -> str:
+        return str(self.summary.get("family", self.config.model.type))
+
+    @property
+    def variational(self) -> bool:
+        return self.family == "vae"
+
+    def metrics_log(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path / METRICS) as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+
+    def figures(self, name: str) -> dict[str, Path]:
+        """The figures ``name`` recorded that are on disk."""
+        rec = self.records.get(name) or {}
+        return {k: self.path / rel for k, rel in rec.get("figures", {}).items() if (self.path / rel).is_file()}
+
+    def numbers(self, name: str) -> dict[str, Any]:
+        return (self.records.get(name) or {}).get("numbers") or {}
+
+
+def read_run(path: Path) -> RunFiles:
+    """The run's summary, config and manifest (a folder without summary.json is refused, as by ``load_run``)."""
+    if not (path / SUMMARY).is_file():
+        raise RunError(f"{path}: not a finished run (no summary.json); finish it with `aelab train "
+                       f"{path / CONFIG} --out {path} --resume`")
+    try:
+        summary = json.loads((path / SUMMARY).read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path / SUMMARY}: not valid JSON ({exc.msg})") from None
+    records = manifest.read(path)
+    stamp = manifest.weights_stamp(path) if (path / WEIGHTS).is_file() else None
+    stale = [n for n, r in records.items() if stamp is not None and r.get("weights") not in (None, stamp)]
+    return RunFiles(path, load_config(path / CONFIG), summary, records, stale)
+
+
+def missing(run: RunFiles) -> list[str]:
+    """The analyses a complete report of this run shows that its manifest does not record."""
+    from aelab.analyse import expected
+
+    return [n for n in expected(run.variational) if n not in run.records]
+
+
+def _figs(run: RunFiles, name: str) -> str:
+    return "".join(figure(p, CAPTIONS.get((name, key), key.replace("_", " "))) for key, p in run.figures(name).items())
+
+
+def _epochs(records: list[dict[str, Any]]) -> str:
+    rows = [{"epoch": r.get("epoch"), "train loss": r.get("train_loss"), "val MSE": r.get("val_mse"),
+             "val PSNR (dB)": r.get("val_psnr"), "val SSIM": r.get("val_ssim")}
+            for r in records if "train_loss" in r]
+    return f"<details><summary>Per epoch</summary>{table_html(rows, cls='compact')}</details>" if rows else ""
+
+
+def lacking(run: RunFiles) -> str:
+    """What the run lacks, in words ('' when its report is complete)."""
+    absent = missing(run)
+    return "; ".join(([f"not analysed yet: {', '.join(absent)}"] if absent else []) +
+                     ([f"recorded for other weights: {', '.join(run.stale)}"] if run.stale else []))
+
+
+def run_section(run: RunFiles, report: Any) -> str:
+    """A run's parts; ``report.contents[path]`` gets the names of those shown."""
+    from aelab.cards import cards_for
+
+    s = run.summary
+    parts: list[str] = []
+    shown: list[str] = []
+
+    def part(name: str, title: str, body: str) -> None:
+        if body.strip():
+            parts.append(f'<section class="part" id="{esc(slug(str(run.path)))}-{name}"><h3>{esc(title)}</h3>'
+                         f"{body}</section>")
+            shown.append(name)
+
+    note = lacking(run)
+    if note:
+        command = f"aelab analyse {run.path}" + (" --redo" if run.stale else "")
+        report.hints.append(f"{run.path}: {note}; run `{command}`")
+        report.to_analyse[str(run.path)] = bool(run.stale)
+        parts.append(f'<p class="note">This run is {esc(note)}. Run <code>{esc(command)}</code>, then the report '
+                     f"again.</p>")
+    cfg = run.config
+    where = s.get("evaluated_on", "val")
+    part("metrics", "Metrics", key_values([
+        ("model family", s.get("family")), ("data", cfg.data.source),
+        ("images (train / validation)", f"{s.get('n_train', '?')} / {s.get('n_val', 0)}"),
+        ("parameters", s.get("parameters")), ("input (C×H×W)", s.get("input_shape")),
+        ("code shape", s.get("latent_shape")), ("compression ratio", s.get("compression_ratio")),
+        ("epochs / iterations", f"{s.get('epochs')} / {s.get('steps')}"), ("batch size", s.get("batch_size")),
+        ("final train loss (last epoch mean)", s.get("final_train_loss")),
+        (f"MSE ({where}, pixels in [0, 1])", s.get("mse")), (f"PSNR, dB ({where})", s.get("psnr")),
+        (f"SSIM ({where})", s.get("ssim")),
+        ("training time, s", s.get("wall_time_s")), ("images / s", s.get("images_per_s")),
+        ("device / threads", f"{s.get('device')} / {s.get('threads')}")]) +
+        f"<details><summary>Config</summary><pre>{esc((run.path / CONFIG).read_text())}</pre></details>")
+
+    layers = [{"layer": r["name"], "type": r["type"], "output": r["output_shape"], "parameters": r["parameters"],
+               "part": r["part"]} for r in run.numbers("architecture").get("layers", [])]
+    part("architecture", "Architecture", _figs(run, "architecture") + (
+        '<details open><summary>Layer table</summary>' + table_html(layers, cls="compact") + "</details>"
+        if layers else ""))
+    part("loss", "Loss", _figs(run, "loss") + _epochs(run.metrics_log()))
+    part("reconstructions", "Reconstructions", _figs(run, "reconstructions"))
+    part("latent", "Latent edits and traversal",
+         _figs(run, "edits") + _figs(run, "traversal") + _figs(run, "interpolation"))
+
+    samples = run.figures("samples")
+    drawn = (run.numbers("samples").get("drawn_from") or
+             ("the prior N(0, I)" if run.variational else "a distribution fitted to the training codes"))
+    quality = run.numbers("quality")
+    q = key_values([("samples compared", quality.get("n")), ("drawn from", quality.get("generated_from")),
+                    ("Fréchet distance: samples", quality.get("fd_generated")),
+                    ("Fréchet distance: reconstructions", quality.get("fd_reconstructed")),
+                    ("Fréchet distance: train vs held-out (floor)", quality.get("fd_train_vs_held_out")),
+                    ("sharpness, samples / real", quality.get("sharpness_ratio_generated")),
+                    ("sharpness, reconstructions / real", quality.get("sharpness_ratio_reconstructed"))]) \
+        if quality else ""
+    part("generation", "Generated samples",
+         "".join(figure(p, f"codes drawn from {drawn}, decoded") for p in samples.values()) + q +
+         _figs(run, "noise"))
+
+    if "anomaly" in run.records:
+        a = run.numbers("anomaly")
+        m = a.get("metrics") or {}
+        tpr = next((k for k in m if k.startswith("tpr_at_")), None)
+        body = key_values([("data", a.get("data")), ("score", a.get("kind")), ("images", m.get("n")),
+                           ("anomalous", m.get("n_anomalous")), ("ROC AUC", m.get("roc_auc")),
+                           ("PR AUC", m.get("pr_auc")), ("best F1", m.get("best_f1")),
+                           ("at threshold", m.get("threshold")),
+                           ("precision / recall", f"{fmt(m.get('precision'))} / {fmt(m.get('recall'))}"),
+                           (tpr.replace("tpr_at_", "TPR at ").replace("pct_fpr", "% FPR") if tpr else "TPR",
+                            m.get(tpr) if tpr else None)])
+        part("anomaly", "Anomaly detection", body + _figs(run, "anomaly"))
+
+    cards = cards_for(run)
+    part("card", "Model card" + ("s" if len(cards) > 1 else ""), "".join(card_html(c) for c in cards))
+    report.contents[str(run.path)] = shown
+    return "".join(parts)
+
+
+def sweep_section(path: Path, report: Any) -> tuple[str, list[Path]]:
+    """The sweep's comparison table and its figures (when ``aelab sweep`` / ``aelab analyse`` drew them)."""
+    from aelab import sweep as sw
+
+    sweep = sw.load_sweep_dir(path)
+    rows = sw.sweep_table(path, sweep)
+    finished = [path / r["run"] for r in rows]
+    varied = ", ".join(sweep.varied) or "nothing"
+    missing_runs = [v.name for v in sweep.variants if not (path / v.name / SUMMARY).exists()]
+    note = (f'<p class="note">Not finished, left out: {esc(", ".join(missing_runs))}. Run the sweep again to '
+            f"complete it.</p>") if missing_runs else ""
+    losses = path / sw.LOSSES
+    if finished and not losses.is_file():
+        report.hints.append(f"{path}: sweep figures not drawn yet; run `aelab analyse {path}`")
+        report.to_analyse.setdefault(str(path), False)
+        note += (f'<p class="note">The sweep\'s figures are not drawn yet: run <code>aelab analyse {esc(path)}</code>'
+                 f".</p>")
+    legend = "".join(f"<li><code>{esc(v.name)}</code>: {esc(sw.label(v.settings) or 'the base config')}</li>"
+                     for v in sweep.variants if (path / v.name / SUMMARY).exists())
+    # columns equal in every run go above the table, so the table shows what differs
+    same = [c for c in (rows[0] if len(rows) > 1 else {}) if c != "run" and len({str(r.get(c)) for r in rows}) == 1]
+    shared = "; ".join(f"{sw.MD_HEADERS.get(c, c)} {sw.format_cell(c, rows[0][c])}" for c in same)
+    body = (f"<p>{len(rows)} runs in <code>{esc(path)}</code>, varying {esc(varied)}. Validation metrics are "
+            f"computed on images in [0, 1]; the final train loss is the mean over the last epoch."
+            + (f" The same in every run: {esc(shared)}." if shared else "") + f"</p>{note}"
+            + table_html([{k: v for k, v in r.items() if k not in same} for r in rows], headers=sw.MD_HEADERS,
+                         formats=sw.format_cell, cls="compact")
+            + figure(losses if losses.is_file() else None, "training loss of every run (moving average over the "
+                                                           "faint per-iteration values; a dot where each run stopped)")
+            + figure(path / sw.LATENT if (path / sw.LATENT).is_file() else None,
+                     "validation PSNR and SSIM against code size; the top axis is the compression ratio")
+            + (f'<details><summary>Runs</summary><ul class="runs">{legend}</ul></details>' if legend else ""))
+    return body, finished
+
+
+def overview(runs: list[RunFiles]) -> str:
+    rows = [{"run": r.name, "family": r.family, "parameters": r.summary["parameters"],
+             "code": r.summary["latent_shape"], "epochs": r.summary["epochs"],
+             "final train loss": r.summary["final_train_loss"], "val MSE": r.summary["mse"],
+             "val PSNR (dB)": r.summary["psnr"], "val SSIM": r.summary["ssim"], "time (s)": r.summary["wall_time_s"]}
+            for r in runs]
+    return table_html(rows)
+
+
+def discussion(runs: list[RunFiles]) -> str:
+    """Each variant against the vanilla (fcn) autoencoder, with the numbers measured here and its paper."""
+    from aelab.cards import cards_for, load_cards
+
+    vanilla = [r for r in runs if r.family == "fcn" and r.config.train.input_noise is None]
+    if not vanilla:
+        return ""
+    base = max(vanilla, key=lambda r: r.summary["psnr"])
+    seen: dict[str, Any] = {}  # card id -> its best run by PSNR, among runs on the same data as the base
+    for r in (r for r in runs if r.config.data == base.config.data):
+        for c in cards_for(r):
+            if c.id != "fcn" and (c.id not in seen or r.summary["psnr"] > seen[c.id].summary["psnr"]):
+                seen[c.id] = r
+    if not seen:
+        return ""
+    cards = load_cards()
+    out = [f"<p>Against the vanilla autoencoder <code>{esc(base.name)}</code> ({base.summary['parameters']:,} "
+           f"parameters, validation PSNR {base.summary['psnr']:.2f} dB, SSIM {base.summary['ssim']:.3f}):</p><ul>"]
+    for cid, r in seen.items():
+        c = cards[cid]
+        s = r.summary
+        out.append(
+            f"<li><strong>{esc(c.title)}</strong>, measured on <code>{esc(r.name)}</code>: PSNR {s['psnr']:.2f} dB "
+            f"({s['psnr'] - base.summary['psnr']:+.2f}), SSIM {s['ssim']:.3f} ({s['ssim'] - base.summary['ssim']:+.3f})"
+            f", {s['parameters']:,} parameters. <em>Advantage:</em> {esc(c.advantage)} <em>Disadvantage:</em> "
+            f"{esc(c.disadvantage)} <span class=\"ref\">({esc(c.short_ref)}, "
+            f'<a href="{esc(c.paper["url"])}">{esc(c.paper["title"])}</a>)</span></li>')
+    out.append("</ul>")
+    return "".join(out)

@@ -33,7 +33,6 @@ _EXPORTS = {
     "create_model": "aelab.models",
     "Run": "aelab.run",
     "load_run": "aelab.run",
-    "train": "aelab.train",
     "edit": "aelab.latent",
     "traverse": "aelab.latent",
     "interpolate": "aelab.latent",
@@ -50,6 +49,24 @@ __all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "augment", "
            "create_model", "edit", "interpolate", "load_config", "load_images", "load_run", "oneclass", "run_sweep",
            "sample", "score", "traverse", "train", "__version__"]
 
+_FACADES = {"train"}
+"""Public functions defined here around the submodule's function of the same name."""
+
+
+def train(config: Any, out: Any = None, **kwargs: Any) -> Run | None:
+    """Train a model from a config (object, dict or YAML path) into a Run folder: ``aelab.train.train``
+    with the same arguments, then the loss curve drawn into ``figures/loss.png`` and recorded in the
+    run's manifest, as ``aelab train`` does (``aelab analyse`` adds the rest). None on torchrun ranks
+    above 0."""
+    from aelab.analyse import analyse_run
+    from aelab.train import train as train_run
+
+    run = train_run(config, out, **kwargs)
+    if run is not None:
+        analyse_run(run, ["loss"], redo=True)
+    return run
+
+
 if TYPE_CHECKING:
     from aelab.anomaly import score
     from aelab.codestats import code_stats
@@ -62,7 +79,6 @@ if TYPE_CHECKING:
     from aelab.oneclass import oneclass
     from aelab.run import Run, load_run
     from aelab.sweep import run_sweep
-    from aelab.train import train
 
 
 def __getattr__(name: str) -> Any:
@@ -89,6 +105,8 @@ class _Package(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}" and name in _FACADES:
+            return  # the facade defined here stays the attribute
         if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
             value = getattr(value, name)
         super().__setattr__(name, value)

@@ -43,7 +43,7 @@ PANELS = {
     "Latent space": ["edit", "traverse", "interpolate", "serve"],
     "Generation": ["sample", "augment", "compare-noise"],
     "Anomalies": ["score", "oneclass"],
-    "Experiments": ["sweep", "report", "models"],
+    "Experiments": ["sweep", "analyse", "report", "models"],
 }
 _ORDER = [name for names in PANELS.values() for name in names]
 

@@ -24,11 +24,11 @@ def train(
     as_json: bool = JSON,
 ) -> None:
     """Train a model from CONFIG into a Run folder."""
-    from aelab.train import train as train_run
+    from aelab import train as train_run
 
     try:
         run = train_run(config, out, overrides=overrides, resume=resume, force=force,
-                        progress=not (quiet or as_json))
+                        progress=not (quiet or as_json))  # the facade: trains, then draws figures/loss.png
     except KeyboardInterrupt as exc:  # Typer would exit 130 silently: say where it stopped and how to resume
         print(f"aelab: {exc or 'interrupted'}", file=sys.stderr)
         raise typer.Exit(130) from None

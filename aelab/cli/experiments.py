@@ -1,4 +1,5 @@
-"""Experiment commands: models (the cards), sweep (grids of runs), report (the HTML study)."""
+"""Experiment commands: models (the cards), sweep (grids of runs), analyse (what the report shows), report
+(the HTML study, which only reads)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from aelab.cli.common import JSON, SET, app, console, print_json, table
+from aelab.cli.common import JSON, SET, app, console, err_console, print_json, table
 
 
 @app.command()
@@ -54,13 +55,21 @@ def sweep(
     as_json: bool = JSON,
 ) -> None:
     """Train every run of a sweep (finished runs are skipped, so a stopped sweep resumes) and tabulate them."""
+    from aelab.analyse import analyse_run, sweep_figures
+    from aelab.run import load_run
     from aelab.sweep import MD_HEADERS, format_cell, load_sweep, run_sweep
 
     s = load_sweep(spec, overrides)
     log = None if as_json else console.print
     if log:
         log(f"sweep {s.name}: {len(s.variants)} runs into {out}" + (f", {jobs} at a time" if jobs > 1 else ""))
-    result = run_sweep(s, out, jobs=jobs, force=force, progress=not (quiet or as_json) and jobs == 1, log=log)
+    try:
+        result = run_sweep(s, out, jobs=jobs, force=force, progress=not (quiet or as_json) and jobs == 1, log=log)
+    finally:  # the figures of what finished, even when a run failed
+        for row in sweep_table_rows(out):
+            analyse_run(load_run(out / row), ["loss"])
+        files = sweep_figures(out) if out.is_dir() and (out / "sweep.yaml").is_file() else {}
+    result.files.update(files)
     if as_json:
         print_json(result.to_dict())
         return
@@ -73,23 +82,66 @@ def sweep(
         console.print(f"{key}: {path}")
 
 
+def sweep_table_rows(out: Path) -> list[str]:
+    """The finished runs of the sweep folder ``out`` that lack their loss figure (none if there is no sweep)."""
+    from aelab import manifest
+    from aelab.sweep import is_sweep, sweep_table
+
+    if not is_sweep(out):
+        return []
+    return [r["run"] for r in sweep_table(out) if manifest.entry(out / r["run"], "loss") is None]
+
+
+@app.command()
+def analyse(
+    targets: list[Path] = typer.Argument(..., help="Run folders and/or sweep folders."),
+    only: list[str] = typer.Option(None, "--only", help="Only these analyses (comma-separated or repeated): "
+                                   "architecture, loss, reconstructions, edits, traversal, interpolation, "
+                                   "samples, noise, quality, anomaly."),
+    redo: bool = typer.Option(False, "--redo", help="Run them again even where they are recorded."),
+    as_json: bool = JSON,
+) -> None:
+    """Run what the report shows and the runs lack, recording each in RUN/analyses.json (then `aelab report`)."""
+    from aelab.analyse import analyse as run_analyses
+
+    result = run_analyses(targets, only, redo=redo, log=None if as_json else console.print)
+    if as_json:
+        print_json(result)
+        return
+    for path, done in result["runs"].items():
+        line = f"{path}: recorded {', '.join(done['recorded']) or 'nothing new'}"
+        if done["kept"]:
+            line += f"; already there: {', '.join(done['kept'])}"
+        console.print(line)
+        for name, why in done["failed"].items():
+            console.print(f"[yellow]note:[/yellow] {path}: {name} failed ({why})")
+    for path, files in result["sweeps"].items():
+        console.print(f"{path}: {', '.join(files.values()) or 'no finished runs'}")
+
+
 @app.command()
 def report(
     targets: list[Path] = typer.Argument(..., help="Run folders and/or sweep folders."),
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
     title: str = typer.Option(None, "--title", help="Page title (default: from the folder names)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also render it to PDF (next to --out) with headless Chromium."),
-    no_generate: bool = typer.Option(False, "--no-generate", help="Only use figures the runs already have."),
+    no_generate: bool = typer.Option(False, "--no-generate", hidden=True, help="No effect: the report never draws."),
     as_json: bool = JSON,
 ) -> None:
-    """One self-contained HTML study of runs and sweeps: figures embedded, no network needed to view it."""
+    """One self-contained HTML study of runs and sweeps: figures embedded, no network needed to view it.
+
+    It only reads what the folders hold; run `aelab analyse` first for the figures."""
     from aelab.report import build_report
 
     if pdf:
         from aelab.report.browser import require_playwright
 
         require_playwright()
-    result = build_report(targets, out, title=title, generate=not no_generate, pdf=pdf)
+    result = build_report(targets, out, title=title, pdf=pdf)
+    if result["analyse"]:
+        err_console.print(f"aelab: note: {len(result['hints'])} of the folders lack analyses the report shows; "
+                          f"run `{result['analyse']}`, then the report again", soft_wrap=True, markup=False,
+                          highlight=False)
     if as_json:
         print_json(result)
         return

@@ -1,8 +1,9 @@
 """``aelab demo``: the whole study on built-in faces, in one command.
 
 It trains the course's deep fcn autoencoder and a conv VAE on ``builtin:faces``,
-then every section draws its part (architecture, reconstructions, and what
-later analyses add) into the demo folder. Each section is a function of the
+then every section draws its part (architecture, loss and reconstructions through
+``aelab.analyse``, latent edits, generation, anomaly scores) into the demo folder,
+and the last writes the report (``aelab.demo.report``). Each section is a function of the
 ``Demo`` context that returns the lines to print; sections are listed in
 ``SECTIONS`` in the order they run.
 """
@@ -19,7 +20,7 @@ from aelab.config import load_config, preset
 from aelab.demo.anomaly import demo_section as anomaly_section
 from aelab.demo.generate import demo_section as generation_section
 from aelab.demo.latent import demo_section as latent_section
-from aelab.report.build import demo_section as report_section
+from aelab.demo.report import analyses, report_section
 from aelab.run import Run, load_run
 from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder
 from aelab.sweep import run_state
@@ -64,30 +65,9 @@ def train_models(demo: Demo) -> list[str]:
     return [f"runs: {', '.join(str(r.path) for r in demo.runs.values())}"]
 
 
-def architecture(demo: Demo) -> list[str]:
-    from aelab.info import diagram
-
-    lines = []
-    for run in demo.runs.values():
-        path = diagram(run.model, run.figures / "architecture.png",
-                       title=f"{run.name} ({run.model.family}): {run.summary['parameters']:,} parameters")
-        lines.append(f"architecture: {path}")
-    return lines
-
-
-def reconstructions(demo: Demo) -> list[str]:
-    from aelab.figures.run import reconstruction_figure
-
-    lines = []
-    for run in demo.runs.values():
-        res = reconstruction_figure(run, run.val_data().subset(list(range(8))), run.figures / "reconstructions.png")
-        lines.append(f"reconstructions: {res['figure']}")
-    return lines
-
-
-# report_section writes report.html over everything the others drew: keep it last.
-SECTIONS: list[Callable[[Demo], list[str]]] = [train_models, architecture, reconstructions, latent_section,
-                                               generation_section, anomaly_section, report_section]
+# report_section records what the others drew, analyses what is missing and writes report.html: keep it last.
+SECTIONS: list[Callable[[Demo], list[str]]] = [train_models, analyses, latent_section, generation_section,
+                                               anomaly_section, report_section]
 
 
 def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -102,9 +82,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool 
     for section in SECTIONS:
         t0 = time.perf_counter()
         outputs += section(demo)
-        # a section's name: its function here, else its module (aelab.anomaly, aelab.demo.latent)
-        module = section.__module__.split(".")
-        name = section.__name__ if section.__module__ == __name__ else module[2] if module[1] == "demo" else module[1]
+        name = section.__name__ if section.__module__ == __name__ else section.__module__.split(".")[-1]
         seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],
              "final loss": r.summary["final_train_loss"], "PSNR": round(r.summary["psnr"], 3),

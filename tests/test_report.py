@@ -1,7 +1,9 @@
-"""Model cards and the HTML report: sections follow the data, the page is self-contained, and it renders."""
+"""Model cards, ``aelab analyse`` and the HTML report: analyse records what it draws, the report only reads
+what was recorded, the page is self-contained, and it renders."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -15,6 +17,8 @@ from typer.testing import CliRunner
 
 import aelab
 import aelab.cli  # noqa: F401  (registers the commands)
+from aelab import manifest
+from aelab.analyse import analyse
 from aelab.cards import FIELDS, PAPER_FIELDS, card, cards_for, check_cards, load_cards
 from aelab.cli.common import app
 from aelab.errors import AelabError, RunError
@@ -23,6 +27,7 @@ from aelab.report import build_report
 from aelab.report.browser import find_chromium
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+train_run = aelab.train  # the facade: trains, then draws and records the loss curve
 
 
 # -- model cards ---------------------------------------------------------------------------------------------------
@@ -81,44 +86,101 @@ def test_cli_models_lists_and_shows_cards():
 # -- the report ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory):
-    """A plain fcn autoencoder and a conv VAE, trained briefly on 16×16 faces."""
+    """A plain fcn autoencoder and a conv VAE, trained briefly on 16×16 faces (nothing analysed yet)."""
     root = tmp_path_factory.mktemp("report-runs")
-    ae = aelab.train(tiny_config(name="ae"), out=root / "ae")
-    vae = aelab.train(tiny_config(name="vae", model={"type": "vae", "backbone": "conv", "channels": [8, 16],
-                                                      "latent_dim": 6}), out=root / "vae")
+    ae = train_run(tiny_config(name="ae"), out=root / "ae")
+    vae = train_run(tiny_config(name="vae", model={"type": "vae", "backbone": "conv", "channels": [8, 16],
+                                                    "latent_dim": 6}), out=root / "vae")
     return ae, vae
 
 
 @pytest.fixture(scope="session")
-def built(pair, tmp_path_factory):
+def analysed(pair, tmp_path_factory):
+    """Copies of the pair, analysed together (so the VAE gets its same-noise partner)."""
+    root = tmp_path_factory.mktemp("analysed")
+    for run in pair:
+        shutil.copytree(run.path, root / run.path.name)
+    result = analyse([root / "ae", root / "vae"])
+    return aelab.load_run(root / "ae"), aelab.load_run(root / "vae"), result
+
+
+@pytest.fixture(scope="session")
+def built(analysed, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    return build_report([pair[0].path, pair[1].path], out), out
+    return build_report([analysed[0].path, analysed[1].path], out), out
 
 
 def _ids(page: str) -> list[str]:
     return re.findall(r'<section class="[^"]*" id="([^"]+)"', page)
 
 
-def test_report_sections_follow_the_runs(built, pair):
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*"))}
+
+
+def _embedded(page: str) -> list[bytes]:
+    return [base64.b64decode(d) for d in re.findall(r'<img src="data:image/[a-z+]+;base64,([^"]+)"', page)]
+
+
+def test_analyse_records_every_figure_it_writes(analysed):
+    ae, vae, result = analysed
+    assert result["runs"][str(vae.path)]["recorded"] == ["architecture", "reconstructions", "edits", "traversal",
+                                                         "interpolation", "samples", "noise"]
+    assert result["runs"][str(vae.path)]["kept"] == ["loss"]  # recorded by the aelab.train facade, same weights
+    assert result["runs"][str(ae.path)]["not_applicable"] == ["samples", "noise", "quality", "anomaly"]
+    for run in (ae, vae):
+        records = manifest.read(run.path)
+        written = {p.relative_to(run.path).as_posix() for p in (run.path / "figures").rglob("*.png")}
+        recorded = {rel for r in records.values() for rel in r["figures"].values()}
+        assert recorded == written  # every figure analyse drew is recorded, and nothing else is
+        assert all((run.path / rel).is_file() for rel in recorded)
+        assert all(r["weights"] == manifest.weights_stamp(run.path) for r in records.values())
+        assert manifest.entry(run.path, "loss")["numbers"]["epochs"] == run.summary["epochs"]
+    assert manifest.entry(vae.path, "noise")["params"]["partner"] == str(ae.path)
+    layers = manifest.entry(ae.path, "architecture")["numbers"]["layers"]
+    assert layers and sum(r["parameters"] for r in layers) == ae.summary["parameters"]
+
+
+def test_analyse_again_keeps_what_is_recorded_and_only_limits(analysed):
+    ae = analysed[0]
+    before = _listing(ae.path)
+    again = analyse([ae.path])["runs"][str(ae.path)]
+    assert again["recorded"] == [] and "edits" in again["kept"]
+    assert _listing(ae.path) == before
+    redo = analyse([ae.path], ["loss"], redo=True)["runs"][str(ae.path)]
+    assert redo["recorded"] == ["loss"] and redo["kept"] == []
+    with pytest.raises(AelabError, match="no analysis 'los' \\(did you mean 'loss'\\?\\)"):
+        analyse([ae.path], ["los"])
+
+
+def test_report_sections_follow_the_runs(built, analysed):
     result, out = built
-    ae, vae = pair
+    ae, vae, _ = analysed
     sections = result["sections"]
     assert sections[str(ae.path)] == ["metrics", "architecture", "loss", "reconstructions", "latent", "card"]
     assert sections[str(vae.path)] == ["metrics", "architecture", "loss", "reconstructions", "latent", "generation",
                                        "card"]
+    assert result["hints"] == [] and result["analyse"] is None
     page = out.read_text()
     ids = _ids(page)
     assert ids.index("overview") < ids.index("discussion") < ids.index(next(i for i in ids if i.endswith("-ae")))
-    # figures were drawn into the runs' own folders, and reused next time
-    for name in ("architecture.png", "reconstructions.png", "edits.png", "traversal.png"):
-        assert (ae.path / "figures" / name).is_file()
-    assert (vae.path / "figures" / "samples.png").is_file() and (vae.path / "figures" / "noise_compare.png").is_file()
-    assert not (ae.path / "figures" / "samples.png").exists()  # samples are a VAE section
+    assert "aelab analyse" not in page
     assert result["warnings"] == []
     # numbers in the page are the runs' summaries
     assert f"{vae.summary['psnr']:.2f} dB" in page and f"{ae.summary['parameters']:,}" in page
     assert "Auto-Encoding Variational Bayes" in page and "Hinton" in page
     assert "Anomaly detection" not in page
+
+
+def test_report_embeds_exactly_the_manifests_figures(built, analysed):
+    _, out = built
+    page = out.read_text()
+    recorded = [run.path / rel for run in analysed[:2] for r in manifest.read(run.path).values()
+                for rel in r["figures"].values()]
+    assert len(_embedded(page)) == len(recorded) == 14
+    # each embedded image is a recorded file (PNGs go in as they are while small)
+    files = {p.read_bytes() for p in recorded}
+    assert all(img in files for img in _embedded(page) if img[:4] == b"\x89PNG")
 
 
 def test_report_is_self_contained(built):
@@ -129,23 +191,51 @@ def test_report_is_self_contained(built):
     assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
     external = re.findall(r'(?:src|href)="(https?://[^"]+)"', page)
     assert external and all(re.search(r'<a href="' + re.escape(u), page) for u in external)  # links, never loads
-    assert page.count("<img ") == 12
 
 
-def test_sections_without_data_are_left_out(pair, tmp_path):
+def test_report_of_an_unanalysed_run_writes_nothing_and_says_what_to_run(pair, tmp_path):
     ae = pair[0]
     bare = tmp_path / "bare"
     shutil.copytree(ae.path, bare)
     shutil.rmtree(bare / "figures")
-    result = build_report([bare], tmp_path / "r.html", generate=False)
-    assert result["sections"][str(bare)] == ["metrics", "architecture", "card"]  # the layer table needs no figure
+    (bare / "analyses.json").unlink()
+    before = _listing(bare)
+    result = build_report([bare], tmp_path / "r.html")
+    assert _listing(bare) == before  # nothing drawn, nothing recorded, nothing touched
+    assert result["sections"][str(bare)] == ["metrics", "loss", "card"]  # the loss numbers come from metrics.jsonl
+    assert result["analyse"] == f"aelab analyse {bare}"
     page = (tmp_path / "r.html").read_text()
-    assert "<img " not in page and "<h3>Loss</h3>" not in page and "Reconstructions" not in page
+    assert f"<code>aelab analyse {bare}</code>" in page and "not analysed yet: architecture, loss" in page
+    assert "<img " not in page and "Reconstructions" not in page and "<summary>Per epoch</summary>" in page
     assert "overview" not in _ids(page)  # one run: nothing to compare
+    proc = subprocess.run([sys.executable, "-m", "aelab", "report", str(bare), "--out", str(tmp_path / "c.html")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"aelab: note: 1 of the folders lack analyses the report shows; run "
+                                                f"`aelab analyse {bare}`, then the report again"]
+    assert _listing(bare) == before
 
 
-def test_anomaly_and_quality_sections_appear_with_their_data(pair, tmp_path):
-    vae = pair[1]
+def test_a_freshly_trained_run_has_its_loss_figure_recorded(pair):
+    ae = pair[0]
+    assert (ae.path / "figures" / "loss.png").stat().st_size > 1000  # drawn by the aelab.train facade
+    assert list(manifest.read(ae.path)) == ["loss"]
+
+
+def test_a_record_for_other_weights_is_flagged(analysed, tmp_path):
+    run = tmp_path / "changed"
+    shutil.copytree(analysed[0].path, run)
+    data = json.loads((run / "analyses.json").read_text())
+    data["loss"]["weights"] = {"bytes": 1, "sha256": "0" * 64}
+    (run / "analyses.json").write_text(json.dumps(data))
+    result = build_report([run], tmp_path / "r.html")
+    assert result["analyse"] == f"aelab analyse {run} --redo"
+    assert "recorded for other weights: loss" in (tmp_path / "r.html").read_text()
+    assert analyse([run])["runs"][str(run)]["recorded"] == ["loss"]  # not current: analysed again
+
+
+def test_anomaly_and_quality_sections_appear_with_their_data(analysed, tmp_path):
+    vae = analysed[1]
     run = tmp_path / "scored"
     shutil.copytree(vae.path, run)
     (run / "quality.json").write_text(json.dumps({"n": 40, "generated_from": "the VAE prior N(0, I)",
@@ -160,6 +250,10 @@ def test_anomaly_and_quality_sections_appear_with_their_data(pair, tmp_path):
     anomaly.record(loaded, res)
     assert (run / "anomaly.json").is_file()
     record = json.loads((run / "anomaly.json").read_text())
+    assert build_report([run], tmp_path / "before.html")["sections"][str(run)].count("anomaly") == 0  # not recorded
+    done = analyse([run])["runs"][str(run)]
+    assert done["recorded"] == ["quality", "anomaly"]
+    assert set(manifest.entry(run, "anomaly")["figures"]) == set(record["figures"])
     result = build_report([run], tmp_path / "r.html")
     assert "anomaly" in result["sections"][str(run)] and "generation" in result["sections"][str(run)]
     page = (tmp_path / "r.html").read_text()
@@ -168,22 +262,53 @@ def test_anomaly_and_quality_sections_appear_with_their_data(pair, tmp_path):
     assert page.count('alt="ROC curve"') == 1 and 'alt="the highest-scoring images' in page
 
 
+def test_anomaly_is_scored_where_the_validation_split_is_labelled(tmp_path):
+    run = train_run(tiny_config(name="labelled", data={"source": "builtin:faces?n=160&size=16&anomaly_fraction=0.2",
+                                                       "val_fraction": 0.25}), out=tmp_path / "labelled")
+    done = analyse([run.path], ["anomaly"])["runs"][str(run.path)]
+    assert done["recorded"] == ["anomaly"]
+    rec = manifest.entry(run.path, "anomaly")
+    assert rec["numbers"]["metrics"]["n"] == run.summary["n_val"] and "roc" in rec["figures"]
+    assert not (run.path / "anomaly.json").exists()  # the record is the manifest's
+
+
 def test_sweep_report_puts_the_comparison_first(tmp_path):
     from aelab.sweep import run_sweep
 
     base = tiny_config(train={"epochs": 1, "batch_size": 32, "lr": 0.003})
     run_sweep({"name": "s", "base": base, "grid": {"model.type": ["fcn", "vae"]}}, tmp_path / "sw")
-    shutil.rmtree(tmp_path / "sw" / "vae" / "figures")
     (tmp_path / "sw" / "vae" / "summary.json").unlink()  # an unfinished run
-    result = build_report([tmp_path / "sw"], tmp_path / "r.html", generate=False)
+    result = build_report([tmp_path / "sw"], tmp_path / "r.html")
+    assert result["analyse"] == f"aelab analyse {tmp_path / 'sw'} {tmp_path / 'sw' / 'fcn'}"
+    assert "aelab analyse" in (tmp_path / "r.html").read_text()
+    done = analyse([tmp_path / "sw"])
+    assert done["sweeps"] == {str(tmp_path / "sw"): {"losses": str(tmp_path / "sw" / "losses.png")}}
+    assert list(done["runs"]) == [str(tmp_path / "sw" / "fcn")]
+    result = build_report([tmp_path / "sw"], tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
     ids = _ids(page)
     assert ids[0].startswith("sweep-") and "overview" not in ids
-    assert result["runs"] == [str(tmp_path / "sw" / "fcn")]
+    assert result["runs"] == [str(tmp_path / "sw" / "fcn")] and result["analyse"] is None
     assert "Not finished, left out: vae" in page
     assert page.index('alt="training loss of every run') < page.index("<h3>Metrics</h3>")
     table = page[page.index("<table"):page.index("</table>")]
     assert table.count("<tr>") == 2 and "val PSNR (dB)" in table
+
+
+def test_cli_analyse_json(pair, tmp_path):
+    from test_cli import aelab as cli
+
+    run = tmp_path / "run"
+    shutil.copytree(pair[0].path, run)
+    res = cli("analyse", run, "--only", "architecture,reconstructions", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["runs"][str(run)]["recorded"] == ["architecture", "reconstructions"]
+    assert set(manifest.read(run)) == {"loss", "architecture", "reconstructions"}
+    res = cli("analyse", run, "--only", "bogus")
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "aelab: error: no analysis 'bogus'; analyses: architecture, loss, reconstructions, edits, traversal, "
+        "interpolation, samples, noise, quality, anomaly"]
 
 
 def test_bad_targets_are_named(tmp_path, pair):
@@ -203,8 +328,9 @@ def test_bad_targets_are_named(tmp_path, pair):
 def test_cli_report_json(pair, tmp_path):
     res = CliRunner().invoke(app, ["report", str(pair[0].path), "--out", str(tmp_path / "r.html"), "--json"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    assert data["report"] == str(tmp_path / "r.html") and data["images"] >= 4 and data["runs"] == [str(pair[0].path)]
+    data = json.loads(res.stdout)  # the note that analyses are missing goes to stderr
+    assert data["report"] == str(tmp_path / "r.html") and data["images"] == 1 and data["runs"] == [str(pair[0].path)]
+    assert data["analyse"] == f"aelab analyse {pair[0].path}"
 
 
 def test_pdf_without_a_browser_says_how_to_install_one(pair, tmp_path, monkeypatch):
@@ -231,7 +357,7 @@ def test_report_renders_in_chromium(built, width):
     ARTIFACTS.mkdir(exist_ok=True)
     seen = inspect(out, width=width, screenshot=ARTIFACTS / f"report-{width}.png",
                    full_page=ARTIFACTS / f"report-{width}-full.png")
-    assert seen["images"] == 12 and seen["broken"] == []
+    assert seen["images"] == 14 and seen["broken"] == []
     assert seen["scroll_width"] <= seen["inner_width"], seen["too_wide"]
     assert seen["too_wide"] == []
     assert seen["network_requests"] == []
@@ -250,18 +376,24 @@ def test_report_prints_to_pdf(built, tmp_path):
     assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 3
 
 
-def test_demo_section_writes_the_report_over_every_demo_run(pair, tmp_path):
+def test_demo_report_records_its_figures_and_completes_the_rest(pair, tmp_path):
     from types import SimpleNamespace
 
     from aelab.demo import SECTIONS
-    from aelab.report.build import demo_section
+    from aelab.demo.report import report_section
 
-    assert SECTIONS[-1] is demo_section  # the report is drawn last, over what the other sections drew
+    assert SECTIONS[-1] is report_section  # the report is drawn last, over what the other sections drew
     for run, name in ((pair[0], "ae"), (pair[1], "vae"), (pair[0], "anomaly")):
         shutil.copytree(run.path, tmp_path / name)
-    demo = SimpleNamespace(out=tmp_path, result={},
-                           runs={"ae": aelab.load_run(tmp_path / "ae"), "vae": aelab.load_run(tmp_path / "vae")})
-    lines = demo_section(demo)
+    vae = aelab.load_run(tmp_path / "vae")
+    shutil.copy(tmp_path / "vae" / "figures" / "loss.png", tmp_path / "vae" / "figures" / "samples.png")
+    demo = SimpleNamespace(out=tmp_path, runs={"ae": aelab.load_run(tmp_path / "ae"), "vae": vae},
+                           result={"generation": {"samples": {"vae": {"figure": str(vae.figures / "samples.png"),
+                                                                      "drawn_from": "the prior"}}}})
+    lines = report_section(demo)
     assert lines == [f"report: {tmp_path / 'report.html'}"]
     assert list(demo.result["report"]["sections"]) == [str(tmp_path / n) for n in ("ae", "vae", "anomaly")]
+    assert demo.result["report"]["hints"] == []  # the demo analysed everything its report shows
+    assert manifest.entry(vae.path, "samples")["params"] == {"by": "aelab demo"}  # the section's figure, adopted
+    assert manifest.entry(vae.path, "noise")["params"]["partner"] == str(tmp_path / "ae")
     assert "aelab demo: ae (fcn) vs vae (vae) on builtin:faces" in (tmp_path / "report.html").read_text()

@@ -214,7 +214,7 @@ def test_two_processes_reach_the_one_process_loss(one_process, two_processes):
 def test_only_rank_0_writes_and_reports(two_processes):
     root, proc = two_processes
     names = sorted(p.name for p in (root / "run").iterdir())
-    assert names == ["config.yaml", "figures", "metrics.jsonl", "model.safetensors", "summary.json"]
+    assert names == ["analyses.json", "config.yaml", "figures", "metrics.jsonl", "model.safetensors", "summary.json"]
     log = [json.loads(ln) for ln in (root / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in log if "loss" in r]
     assert steps == list(range(1, 9))  # one line per step: rank 1 wrote nothing

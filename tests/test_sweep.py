@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import aelab
 import aelab.cli  # noqa: F401  (registers the commands)
+from aelab.analyse import sweep_figures
 from aelab.cli.common import app
 from aelab.errors import AelabError, ConfigError
 from aelab.sweep import cores, label, load_sweep, load_sweep_dir, run_name, run_state, run_sweep, sweep_table, table_md
@@ -30,7 +31,9 @@ def spec(**extra) -> dict:
 def done_sweep(tmp_path_factory):
     """AE and VAE × 1 and 2 epochs, all finished."""
     out = tmp_path_factory.mktemp("sweeps") / "ae-vae"
-    return run_sweep(spec(grid={"model.type": ["fcn", "vae"], "train.epochs": [1, 2]}), out)
+    result = run_sweep(spec(grid={"model.type": ["fcn", "vae"], "train.epochs": [1, 2]}), out)
+    result.files.update(sweep_figures(out))  # what `aelab sweep` adds after the runs
+    return result
 
 
 # -- expansion and naming ------------------------------------------------------------------------------------------
@@ -213,6 +216,8 @@ def test_folder_states_and_a_changed_config(tmp_path):
 def test_latent_sweep_draws_the_code_size_figure(tmp_path):
     s = load_sweep(spec(grid={"model.latent_dim": [2, 8]}, set={"data.source": "builtin:faces?n=64&size=16"}))
     result = run_sweep(s, tmp_path / "lat")
+    assert "latent" not in result.files  # the runner draws nothing: figures are drawn above it
+    result.files.update(sweep_figures(tmp_path / "lat"))
     assert Path(result.files["latent"]).name == "latent.png" and (tmp_path / "lat" / "latent.png").stat().st_size
     assert [r["latent_size"] for r in result.rows] == [2, 8]
     assert [r["compression"] for r in result.rows] == [384.0, 96.0]
@@ -250,6 +255,8 @@ def test_cli_sweep_json_and_set(tmp_path):
     res = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "o"), "--set",
                                    "data.source=builtin:faces?n=64&size=16"])
     assert res.exit_code == 0 and "z3: already finished, skipped" in res.output and "table_md:" in res.output
+    assert "losses:" in res.output and (tmp_path / "o" / "losses.png").is_file()
+    assert (tmp_path / "o" / "z3" / "figures" / "loss.png").is_file()  # each run's own curve, as `aelab train` draws
 
 
 def test_cli_bad_sweep_is_one_line_and_exit_2(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -377,5 +378,7 @@ def test_oneclass_cli_reuses_runs_and_checks_classes(oneclass_result, tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["rows"][0]["roc_auc"] == pytest.approx(oneclass_result["rows"][1]["roc_auc"])
+    runs = sorted(Path(oneclass_result["out"]).glob("*/summary.json"))
+    assert runs and all((p.parent / "figures" / "loss.png").is_file() for p in runs)  # drawn by the command
     bad = CliRunner().invoke(app, ["oneclass", str(cfg), "--normal", "12", "--out", str(tmp_path / "o")])
     assert bad.exit_code != 0 and "no image has that label" in str(bad.exception or bad.output)

@@ -93,6 +93,11 @@ def oneclass_cmd(
 
     result = oneclass(config, data, normal, out=out, kind=kind, overrides=overrides, test_fraction=test_fraction,
                       split_seed=split_seed, force=force, progress=not (quiet or as_json))
+    from aelab.analyse import analyse_run
+    from aelab.run import load_run
+
+    for done in sorted(Path(result["out"]).glob("*/summary.json")):  # each class run's loss curve, as `train` draws
+        analyse_run(load_run(done.parent), ["loss"])
     if as_json:
         print_json(result)
         return

@@ -70,11 +70,10 @@ def entry(run_path: str | Path, name: str) -> dict[str, Any] | None:
 
 
 def _relative(run_path: Path, figure: str | Path) -> str:
-    """A figure path as stored: relative to the run folder, which must hold it."""
-    p = Path(figure)
-    full = p if p.is_absolute() else run_path / p
+    """A figure path (absolute or relative to the current folder, like any path) as stored: relative to
+    the run folder, which must hold it."""
     try:
-        return full.resolve().relative_to(run_path.resolve()).as_posix()
+        return Path(figure).resolve().relative_to(run_path.resolve()).as_posix()
     except ValueError:
         raise RunError(f"{figure}: a recorded figure must be inside the run folder {run_path}") from None
 
@@ -83,8 +82,8 @@ def record(run_path: str | Path, name: str, *, figures: dict[str, str | Path] | 
            numbers: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record (replace) what analysis ``name`` wrote for the run; returns the stored entry.
 
-    ``figures`` maps a key to a file inside the run folder (absolute, or relative to it) that must
-    exist: a record never points at a file that is not there."""
+    ``figures`` maps a key to a file inside the run folder (a path as any other: absolute or relative
+    to the current folder) that must exist: a record never points at a file that is not there."""
     run_path = Path(run_path)
     figs = {key: _relative(run_path, f) for key, f in (figures or {}).items()}
     missing = [rel for rel in figs.values() if not (run_path / rel).is_file()]

@@ -222,6 +222,15 @@ def test_a_freshly_trained_run_has_its_loss_figure_recorded(pair):
     assert list(manifest.read(ae.path)) == ["loss"]
 
 
+def test_a_run_given_by_a_relative_path_records_paths_inside_it(pair, tmp_path, monkeypatch):
+    shutil.copytree(pair[0].path, tmp_path / "rel")
+    monkeypatch.chdir(tmp_path)
+    assert analyse(["rel"], ["loss", "architecture"], redo=True)["runs"]["rel"]["recorded"] == ["architecture", "loss"]
+    assert manifest.entry("rel", "architecture")["figures"] == {"architecture": "figures/architecture.png"}
+    with pytest.raises(RunError, match="must be inside the run folder"):
+        manifest.record("rel", "x", figures={"x": pair[0].path / "figures" / "loss.png"})
+
+
 def test_a_record_for_other_weights_is_flagged(analysed, tmp_path):
     run = tmp_path / "changed"
     shutil.copytree(analysed[0].path, run)

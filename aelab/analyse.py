@@ -102,6 +102,7 @@ def edits(run: Any, ctx: Context) -> Result:
     import numpy as np
 
     from aelab import latent
+    from aelab.figures.latent import edit_figure
 
     img = _one_image(run)
     stats = latent.code_stats(run)
@@ -110,32 +111,36 @@ def edits(run: Any, ctx: Context) -> Result:
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     ops = [f"{d}={mean[d] + sign * 2 * std[d]:.3g}" for d, sign in zip(dims, (1, -1), strict=False)]
     ops = [*ops, ",".join(ops)] if len(ops) > 1 else ops
-    out = latent.edit_figure(run, img, ops, run.figures / "edits.png")
-    numbers = {"edits": [{k: e[k] for k in ("edit", "mean_abs_change", "psnr")} for e in out["edits"]]}
-    return Result({"edits": Path(out["figure"])}, numbers, {"image": "validation image 0", "edits": ops})
+    edited = latent.edit(run, img, ops)
+    path = edit_figure(edited, run.figures / "edits.png", f"{run.name}: latent edits ({run.latent_size}-element code)")
+    numbers = {"edits": [{k: e[k] for k in ("edit", "mean_abs_change", "psnr")} for e in edited.to_dict()["edits"]]}
+    return Result({"edits": path}, numbers, {"image": "validation image 0", "edits": ops})
 
 
 def traversal(run: Any, ctx: Context) -> Result:
     from aelab import latent
+    from aelab.figures.latent import traversal_figure
 
     img = _one_image(run)
     if run.latent_size > LARGE_CODE:
-        out = latent.traverse_figure(run, img, run.figures / "traversal.png", dims=_spread_elements(run, 8),
-                                     range="data", steps=9)
+        swept = latent.traverse(run, img, dims=_spread_elements(run, 8), range="data", steps=9)
     else:
-        out = latent.traverse_figure(run, img, run.figures / "traversal.png", top=8, range="data", steps=9)
-    return Result({"traversal": Path(out.pop("figure"))}, out, {"image": "validation image 0", "range": "data"})
+        swept = latent.traverse(run, img, top=8, range="data", steps=9)
+    path = traversal_figure(swept, run.figures / "traversal.png", f"{run.name}: latent traversal ({swept.range} range)")
+    return Result({"traversal": path}, swept.to_dict(), {"image": "validation image 0", "range": "data"})
 
 
 def interpolation(run: Any, ctx: Context) -> Result | None:
     from aelab import latent
+    from aelab.figures.latent import interpolation_figure
 
     data = run.val_data()
     if len(data) < 2:
         return None
-    out = latent.interpolate_figure(run, data.subset([0]), data.subset([1]), run.figures / "interpolation.png",
-                                    steps=8)
-    return Result({"interpolation": Path(out.pop("figure"))}, out, {"images": "validation images 0 and 1"})
+    between = latent.interpolate(run, data.subset([0]), data.subset([1]), steps=8)
+    path = interpolation_figure(between, run.figures / "interpolation.png",
+                                f"{run.name}: {between.mode} interpolation in the code")
+    return Result({"interpolation": path}, between.to_dict(), {"images": "validation images 0 and 1"})
 
 
 def samples(run: Any, ctx: Context) -> Result | None:

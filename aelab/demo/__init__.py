@@ -82,7 +82,8 @@ def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool 
     for section in SECTIONS:
         t0 = time.perf_counter()
         outputs += section(demo)
-        name = (section.__name__.removesuffix("_section") if section.__module__.startswith(__name__)
+        # a section's name: its function here and in demo/report.py, else its module (anomaly, latent, generate)
+        name = (section.__name__.removesuffix("_section") if section.__module__ in (__name__, f"{__name__}.report")
                 else section.__module__.split(".")[-1])
         seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],

@@ -145,12 +145,15 @@ def interpolation(run: Any, ctx: Context) -> Result | None:
 
 def samples(run: Any, ctx: Context) -> Result | None:
     from aelab import generate
+    from aelab.figures.generate import samples_figure
+    from aelab.quality import sharpness
 
     if not run.variational:
         return None
-    out = generate.sample_figure(run, 32, run.figures / "samples.png", seed=0)
-    numbers = {k: out[k] for k in ("n", "seed", "fit", "drawn_from", "sharpness") if k in out}
-    return Result({"samples": Path(out["figure"])}, numbers, {"n": 32, "seed": 0})
+    drawn = generate.sample(run, 32, seed=0)
+    path = samples_figure(drawn, run.figures / "samples.png", run.name)
+    numbers = {**drawn.numbers(), "sharpness": float(sharpness(drawn.images).mean())}
+    return Result({"samples": path}, numbers, {"n": 32, "seed": 0})
 
 
 def _partner(run: Any, runs: list[Any]) -> Any:
@@ -162,14 +165,15 @@ def _partner(run: Any, runs: list[Any]) -> Any:
 
 def noise(run: Any, ctx: Context) -> Result | None:
     from aelab import generate
+    from aelab.figures.generate import same_noise_figure
 
     partner = _partner(run, ctx.runs) if run.variational else None
     if partner is None:
         return None
     ids = run.val_data().ids[:4].tolist()
-    out = generate.compare_noise_figure(partner, run, ids, 0.5, 0, run.figures / "noise_compare.png")
-    numbers = {k: out[k] for k in ("a", "b") if k in out}
-    return Result({"noise": Path(out["figure"])}, numbers,
+    aug_a, aug_b, numbers = generate.compare_noise(partner, run, generate.select(partner, ids), 5, 0.5, 0)
+    path = same_noise_figure(aug_a, aug_b, numbers, run.figures / "noise_compare.png")
+    return Result({"noise": path}, {k: numbers[k] for k in ("a", "b") if k in numbers},
                   {"partner": str(partner.path), "ids": ids, "sigma": 0.5, "seed": 0})
 
 
@@ -211,10 +215,12 @@ def anomaly(run: Any, ctx: Context) -> Result | None:
     labels = data.get_labels()
     if labels is None or set(np.unique(labels).tolist()) != {0, 1}:
         return None
-    out = an.analyse(run, data, "mse", maps=run.figures / "anomaly", top_k=5, sample=0, record=False)
-    numbers = {k: out[k] for k in ("data", "kind", "n", "metrics") if k in out}
-    return Result({k: Path(v) for k, v in out.get("figures", {}).items()}, numbers,
-                  {"data": "validation split", "kind": "mse"})
+    from aelab.figures.anomaly import draw_maps
+
+    scored = an.analyse(run, data, "mse")
+    figures = draw_maps(scored, an.heatmaps(run, scored, top_k=5, sample=0), run.figures / "anomaly")
+    numbers = {k: v for k, v in scored.numbers().items() if k in ("data", "kind", "n", "metrics")}
+    return Result({k: Path(v) for k, v in figures.items()}, numbers, {"data": "validation split", "kind": "mse"})
 
 
 ANALYSES: dict[str, Callable[[Any, Context], Result | None]] = {

@@ -42,14 +42,13 @@ _EXPORTS = {
     "code_stats": "aelab.codestats",
     "score": "aelab.anomaly",
     "oneclass": "aelab.oneclass",
-    "run_sweep": "aelab.sweep",
 }
 
 __all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "augment", "code_stats", "compare_noise",
            "create_model", "edit", "interpolate", "load_config", "load_images", "load_run", "oneclass", "run_sweep",
            "sample", "score", "traverse", "train", "__version__"]
 
-_FACADES = {"train"}
+_FACADES = {"train", "run_sweep"}
 """Public functions defined here around the submodule's function of the same name."""
 
 
@@ -67,6 +66,23 @@ def train(config: Any, out: Any = None, **kwargs: Any) -> Run | None:
     return run
 
 
+def run_sweep(sweep: Any, out: Any, **kwargs: Any) -> Any:
+    """Train every run of a sweep (``aelab.sweep.run_sweep``, same arguments), then draw each finished
+    run's loss curve and the sweep's ``losses.png`` (and ``latent.png``), as ``aelab sweep`` does --
+    also when some runs failed, for those that finished."""
+    from aelab.analyse import after_sweep
+    from aelab.errors import AelabError
+    from aelab.sweep import run_sweep as run
+
+    try:
+        result = run(sweep, out, **kwargs)
+    except AelabError:
+        after_sweep(out)
+        raise
+    result.files.update(after_sweep(out))
+    return result
+
+
 if TYPE_CHECKING:
     from aelab.anomaly import score
     from aelab.codestats import code_stats
@@ -78,7 +94,6 @@ if TYPE_CHECKING:
     from aelab.models import create_model
     from aelab.oneclass import oneclass
     from aelab.run import Run, load_run
-    from aelab.sweep import run_sweep
 
 
 def __getattr__(name: str) -> Any:

@@ -305,6 +305,21 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     return files
 
 
+def after_sweep(out: str | Path) -> dict[str, str]:
+    """What ``aelab sweep`` draws once its runs are trained: each finished run's loss curve (where not yet
+    recorded, as ``aelab train`` draws it) and the sweep's own figures. Nothing when ``out`` is no sweep."""
+    from aelab import sweep as sw
+    from aelab.run import load_run
+
+    out = Path(out)
+    if not sw.is_sweep(out):
+        return {}
+    for v in sw.finished(out, sw.load_sweep_dir(out)):
+        if manifest.entry(out / v.name, "loss") is None:
+            analyse_run(load_run(out / v.name), ["loss"])
+    return sweep_figures(out)
+
+
 def analyse(targets: list[str | Path] | str | Path, only: list[str] | None = None, *, redo: bool = False,
             log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``aelab analyse``: every run folder in ``targets`` (a sweep folder: its finished runs and its

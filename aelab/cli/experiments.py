@@ -55,21 +55,14 @@ def sweep(
     as_json: bool = JSON,
 ) -> None:
     """Train every run of a sweep (finished runs are skipped, so a stopped sweep resumes) and tabulate them."""
-    from aelab.analyse import analyse_run, sweep_figures
-    from aelab.run import load_run
-    from aelab.sweep import MD_HEADERS, format_cell, load_sweep, run_sweep
+    from aelab import run_sweep  # the facade: trains, then draws the runs' loss curves and the sweep's figures
+    from aelab.sweep import MD_HEADERS, format_cell, load_sweep
 
     s = load_sweep(spec, overrides)
     log = None if as_json else console.print
     if log:
         log(f"sweep {s.name}: {len(s.variants)} runs into {out}" + (f", {jobs} at a time" if jobs > 1 else ""))
-    try:
-        result = run_sweep(s, out, jobs=jobs, force=force, progress=not (quiet or as_json) and jobs == 1, log=log)
-    finally:  # the figures of what finished, even when a run failed
-        for row in sweep_table_rows(out):
-            analyse_run(load_run(out / row), ["loss"])
-        files = sweep_figures(out) if out.is_dir() and (out / "sweep.yaml").is_file() else {}
-    result.files.update(files)
+    result = run_sweep(s, out, jobs=jobs, force=force, progress=not (quiet or as_json) and jobs == 1, log=log)
     if as_json:
         print_json(result.to_dict())
         return
@@ -80,16 +73,6 @@ def sweep(
                for r in result.rows], title=f"sweep {s.name}")
     for key, path in result.files.items():
         console.print(f"{key}: {path}")
-
-
-def sweep_table_rows(out: Path) -> list[str]:
-    """The finished runs of the sweep folder ``out`` that lack their loss figure (none if there is no sweep)."""
-    from aelab import manifest
-    from aelab.sweep import is_sweep, sweep_table
-
-    if not is_sweep(out):
-        return []
-    return [r["run"] for r in sweep_table(out) if manifest.entry(out / r["run"], "loss") is None]
 
 
 @app.command()

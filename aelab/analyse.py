@@ -23,6 +23,7 @@ from typing import Any
 
 from aelab import manifest
 from aelab.errors import AelabError, closest
+from aelab.runfolder import SUMMARY
 
 LARGE_CODE = 256  # above this many elements, pick edited/traversed elements by spread instead of measured effect
 CORE = ("architecture", "loss", "reconstructions", "edits", "traversal", "interpolation")
@@ -337,7 +338,7 @@ def analyse(targets: list[str | Path] | str | Path, only: list[str] | None = Non
     for t in map(Path, targets):
         if is_sweep(t):
             sweep = load_sweep_dir(t)
-            paths += [t / v.name for v in sweep.variants if (t / v.name / "summary.json").is_file()]
+            paths += [t / v.name for v in sweep.variants if (t / v.name / SUMMARY).is_file()]
             sweeps[str(t)] = sweep_figures(t, redo=redo)
         else:
             paths.append(t)  # load_run names what is wrong with anything else

@@ -260,7 +260,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read and validate a YAML config file (``--set`` style overrides applied first)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "config.yaml"
+        path = path / "config.yaml"  # = runfolder.CONFIG (the core layer does not import the run layer)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -30,7 +30,7 @@ from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, load_for
 from aelab.errors import AelabError
 from aelab.io import write_json, write_npy
-from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder
+from aelab.runfolder import RUN, SCORES, TEMP_FILES, FolderKind, make_folder, open_folder
 
 SUMMARY = "oneclass.json"
 DATA_FOLDER = FolderKind("one-class data folder", (), ("train-images.npy", "train-labels.npy", "test-images.npy",
@@ -144,7 +144,7 @@ def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = No
         if run is None:
             run = train(ccfg, folder, force=True, progress=progress)  # OUT/class-c is ours to replace
         started = time.perf_counter()
-        res = analyse(run, test, kind, normal=[c], csv=folder / "scores.csv", progress=progress)
+        res = analyse(run, test, kind, normal=[c], csv=folder / SCORES, progress=progress)
         record(run, res)
         m = res.metrics
         rows.append({"normal": c, "class": names.get(c, str(c)), "n_train": run.summary["n_train"],

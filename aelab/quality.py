@@ -40,6 +40,7 @@ from torch import nn
 
 from aelab.errors import AelabError
 from aelab.io import write_json
+from aelab.runfolder import SUMMARY
 
 if TYPE_CHECKING:
     from aelab.run import Run
@@ -123,7 +124,7 @@ def feature_run(run: Run, progress: bool = False) -> Run:
 
     name = f"features-{feature_hash(run)}"
     home = run.path / "quality" / name
-    if (home / "summary.json").exists():
+    if (home / SUMMARY).exists():
         return load_run(home)
     for other in sorted(run.path.parent.glob(f"*/quality/{name}/summary.json")):
         tmp = home.with_name(f".{name}.copy")

@@ -46,7 +46,7 @@ from aelab.limits import check_model_fits
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
-from aelab.runfolder import CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: F401 -- re-exported for callers
+from aelab.runfolder import CHECKPOINT, CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: F401 -- re-exported for callers
 
 Images = np.ndarray | ImageSet
 
@@ -177,7 +177,7 @@ class Run:
         if not self.path.is_dir():
             raise RunError(f"run folder not found: {self.path}")
         if not (self.path / SUMMARY).exists():
-            state = "was interrupted or is still training" if (self.path / "checkpoint.safetensors").exists() else \
+            state = "was interrupted or is still training" if (self.path / CHECKPOINT).exists() else \
                 "has no summary.json"
             raise RunError(f"{self.path}: not a finished run ({state}); finish it with `aelab train "
                            f"{self.path / CONFIG} --out {self.path} --resume`")

@@ -41,7 +41,7 @@ from aelab.config import Config, apply_overrides, config_from_dict, preset
 from aelab.config import set_key as config_set_key
 from aelab.errors import AelabError, ConfigError
 from aelab.io import atomic_write
-from aelab.runfolder import RUN, TEMP_FILES, FolderKind, open_folder
+from aelab.runfolder import CONFIG, METRICS, RUN, SUMMARY, TEMP_FILES, FolderKind, open_folder
 from aelab.runfolder import state as folder_state
 
 SWEEP_FILE, TABLE_CSV, TABLE_MD = "sweep.yaml", "table.csv", "table.md"
@@ -261,7 +261,7 @@ def run_state(folder: Path, cfg: Config) -> str:
         return "new"
     if held == "finished":
         try:
-            same = load_config(folder / "config.yaml").to_dict() == cfg.to_dict()
+            same = load_config(folder / CONFIG).to_dict() == cfg.to_dict()
         except AelabError:
             same = False
         return "done" if same else "different"
@@ -291,14 +291,14 @@ def train_variant(config: dict[str, Any], folder: str, threads: int | None = Non
     if state == "different" and not force:
         from aelab.config import load_config
 
-        diff = _first_difference(load_config(out / "config.yaml").to_dict(), cfg.to_dict())
+        diff = _first_difference(load_config(out / CONFIG).to_dict(), cfg.to_dict())
         raise AelabError(f"{out} holds a finished run of another config ({diff}); use --force to retrain it, "
                          f"or another --out")
     started = time.perf_counter()
     if state != "done":
         train(cfg, out, resume=state == "resume", force=state in ("restart", "different"), progress=progress)
     return {"state": state, "seconds": round(time.perf_counter() - started, 2),
-            "summary": json.loads((out / "summary.json").read_text())}
+            "summary": json.loads((out / SUMMARY).read_text())}
 
 
 def cores() -> int:
@@ -414,8 +414,8 @@ def load_sweep_dir(path: str | Path) -> Sweep:
     variants = []
     for r in raw.get("runs", []):
         folder = path / r["name"]
-        if (folder / "config.yaml").exists():
-            variants.append(Variant(r["name"], r.get("settings") or {}, load_config(folder / "config.yaml")))
+        if (folder / CONFIG).exists():
+            variants.append(Variant(r["name"], r.get("settings") or {}, load_config(folder / CONFIG)))
     return Sweep(raw.get("name", path.name), variants, raw.get("varied", []), raw.get("spec", {}))
 
 
@@ -435,8 +435,8 @@ def sweep_table(out: str | Path, sweep: Sweep | None = None) -> list[dict[str, A
     for v in sweep.variants:
         folder = out / v.name
         try:
-            s = json.loads((folder / "summary.json").read_text())
-            cfg = yaml.safe_load((folder / "config.yaml").read_text())
+            s = json.loads((folder / SUMMARY).read_text())
+            cfg = yaml.safe_load((folder / CONFIG).read_text())
         except (FileNotFoundError, json.JSONDecodeError, yaml.YAMLError):
             continue
         row: dict[str, Any] = {"run": v.name}
@@ -507,7 +507,7 @@ def write_outputs(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> dict[s
 # -- what the figures are drawn from ---------------------------------------------------------------------------------
 def finished(out: str | Path, sweep: Sweep) -> list[Variant]:
     """The variants whose run folder holds a finished run."""
-    return [v for v in sweep.variants if (Path(out) / v.name / "summary.json").exists()]
+    return [v for v in sweep.variants if (Path(out) / v.name / SUMMARY).exists()]
 
 
 def loss_curves(out: str | Path, variants: list[Variant]) -> list[tuple[str, Any, Any]]:
@@ -517,7 +517,7 @@ def loss_curves(out: str | Path, variants: list[Variant]) -> list[tuple[str, Any
     curves = []
     for v in variants:
         steps, loss = [], []
-        with open(Path(out) / v.name / "metrics.jsonl") as fh:
+        with open(Path(out) / v.name / METRICS) as fh:
             for line in fh:
                 if line.strip():
                     r = json.loads(line)

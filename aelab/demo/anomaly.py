@@ -8,6 +8,7 @@ from aelab.anomaly import analyse, heatmaps, record
 from aelab.config import config_from_dict
 from aelab.figures.anomaly import draw_maps
 from aelab.run import SUMMARY, load_run
+from aelab.runfolder import SCORES
 from aelab.train import train
 
 
@@ -26,7 +27,7 @@ def demo_section(demo: Any) -> list[str]:
     if run is None or run.config.to_dict() != cfg.to_dict():
         run = train(cfg, folder, force=True, progress=demo.progress)
     test = f"builtin:faces?n={n_test}&seed=1&anomaly_fraction=0.1"
-    res = analyse(run, test, "mse", csv=folder / "scores.csv")
+    res = analyse(run, test, "mse", csv=folder / SCORES)
     res.figures = draw_maps(res, heatmaps(run, res, top_k=5, sample=0), run.figures)
     record(run, res)
     m = res.metrics

@@ -417,8 +417,7 @@ def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.
     """(inputs, reconstructions, per-pixel squared error) for a few images: uint8 N×H×W×C twice
     (after the run's preprocessing) and float N×H×W (channel mean, [0, 1] pixel units)."""
     x = run.to_model(images)
-    with torch.inference_mode():
-        recon = run.model.decode(run.model.encode(x.to(run.device))).float().cpu()
+    recon = run.reconstruct_tensor(x)
     err = ((recon - x) / (run.preprocess.hi - run.preprocess.lo)).square().mean(1)
     return run.preprocess.inverse(x), run.preprocess.inverse(recon), err.numpy()
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from aelab.config import Config, load_config
+from aelab.data.batches import READ_AHEAD, model_batches
 from aelab.data.imageset import ImageSet
 from aelab.data.sources import as_uint8_images
 from aelab.data.splits import Splits, load_for, make_splits
@@ -187,6 +188,9 @@ class Run:
         if rows < 1:
             raise AelabError(f"rows must be at least 1, got {rows}")
         self.rows = rows
+        self.read_ahead = READ_AHEAD
+        """Batches ``batches`` reads ahead in a background thread (0: synchronous reads); the bytes
+        do not depend on it."""
         """Rows per model call (see ``ROWS``): the same value gives the same bytes; a larger one
         trades the cost of decoding a few codes for bulk throughput."""
         self.preprocess = Preprocess(self.config.data.preprocess, self.config.data.range)
@@ -270,15 +274,13 @@ class Run:
         return images
 
     def batches(self, images: Images, batch_size: int | None = None) -> Iterator[torch.Tensor]:
-        """Model-range tensors on the run's device, ``batch_size`` images at a time."""
+        """Model-range tensors on the run's device, ``batch_size`` images at a time, through the
+        Trainer's path (``batches.model_batches``): a memory-mapped file's pages are released after
+        each batch, so scoring a file larger than memory keeps only the batches in flight resident.
+        ``self.read_ahead`` batches are read ahead in a thread (0: in this thread)."""
         images = self.check_images(images)
-        size = batch_size or self.config.train.eval_batch_size
-        n = len(images)
-        for start in range(0, n, size):
-            stop = min(start + size, n)
-            chunk = images.batch(slice(start, stop)) if isinstance(images, ImageSet) else \
-                np.ascontiguousarray(images[start:stop])
-            yield self.preprocess(chunk, self.device, memory_format=self.memory_format)
+        return model_batches(images, batch_size or self.config.train.eval_batch_size, self.preprocess, self.device,
+                             self.memory_format, depth=self.read_ahead)
 
     def _map(self, images: Images, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``fn`` over the preprocessed images in blocks of ``self.rows`` (see the module doc)."""
@@ -325,13 +327,27 @@ class Run:
 
     def reconstruct(self, images: Images) -> np.ndarray:
         """Encode and decode: uint8 images of the model's output shape."""
-        return self.preprocess.inverse(self._map(images, lambda x: self.model.decode(self.model.encode(x))))
+        return self.preprocess.inverse(self._map(images, lambda x: roundtrip(self.model, x)))
+
+    def reconstruct_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-range input (float N×C×H×W, e.g. from ``to_model``) -> its reconstruction, float on
+        the CPU, in one model call: for figures and error maps of a few images, where the pixels
+        are drawn, not compared across requests (``reconstruct`` fixes the bytes)."""
+        with torch.inference_mode():
+            return roundtrip(self.model, x.to(self.device)).float().cpu()
 
     def evaluate(self, images: Images | str | None = None) -> dict[str, float]:
         """Mean MSE, PSNR and SSIM (images in [0, 1]) over ``images`` (default: validation split)."""
         data = self.val_data() if images is None else self.data(images) if isinstance(images, str) else images
         return evaluate_model(self.model, self.preprocess, self.batches(data))
 
+
+
+def roundtrip(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    """``decode(encode(x))``: the deterministic reconstruction (a VAE's posterior mean, not a sample).
+    The one place it is written, so every reconstruction -- ``Run``'s, the Trainer's validation,
+    figures, error maps -- is the same computation."""
+    return model.decode(model.encode(x))
 
 
 def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.Tensor]) -> dict[str, float]:
@@ -342,7 +358,7 @@ def evaluate_model(model: Autoencoder, pre: Preprocess, batches: Iterator[torch.
     model.eval()
     with torch.inference_mode():
         for x in batches:
-            recon = model.decode(model.encode(x))
+            recon = roundtrip(model, x)
             per = reconstruction_metrics(pre.to_unit(recon.float()), pre.to_unit(x.float()))
             for k in totals:
                 totals[k] += float(per[k].sum())
@@ -372,7 +388,7 @@ class Reconstructions:
 def reconstructions(run: Run, images: ImageSet) -> Reconstructions:
     """Encode and decode ``images`` once, keeping both sides and the per-image MSE/PSNR/SSIM."""
     x = run.to_model(images)
-    recon = run._map(images, lambda t: run.model.decode(run.model.encode(t)))  # fixed rows: same bytes as reconstruct
+    recon = run._map(images, lambda t: roundtrip(run.model, t))  # fixed rows: same bytes as reconstruct
     per = reconstruction_metrics(run.preprocess.to_unit(recon), run.preprocess.to_unit(x))
     return Reconstructions(np.asarray(images.ids), run.preprocess.inverse(x), run.preprocess.inverse(recon),
                            per["mse"].numpy(), per["psnr"].numpy(), per["ssim"].numpy())

@@ -37,7 +37,7 @@ import aelab
 from aelab import distributed, runfolder
 from aelab.allocator import keep_freed_memory
 from aelab.config import Config, as_config
-from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, shard_batch, steps_per_epoch
+from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, model_batches, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, make_splits
 from aelab.data.transforms import Preprocess
@@ -466,10 +466,7 @@ class Trainer:
         return rec
 
     def _eval_batches(self, data: ImageSet) -> Iterator[torch.Tensor]:
-        size = self.cfg.train.eval_batch_size
-        chunks = [slice(start, start + size) for start in range(0, len(data), size)]
-        for batch in ReadAhead(data, chunks, device=self.device):
-            yield self.pre(batch, self.device, memory_format=self.memory_format)
+        return model_batches(data, self.cfg.train.eval_batch_size, self.pre, self.device, self.memory_format)
 
     def _finish(self) -> Run | None:
         data = self.splits.held_out

@@ -223,3 +223,53 @@ def test_pack_errors_are_one_line_and_leave_nothing_behind(tmp_path, capsys):
     assert code == 2 and "already exists; use --force" in err
     code, _, err = run_cli(["data", "pack", str(tmp_path / "nope"), "--out", str(tmp_path / "d.npy")], capsys)
     assert code == 2 and "folder not found" in err
+
+
+# -- Run.batches: the same read path as training ------------------------------------------
+
+@pytest.mark.skipif(not LINUX, reason="reads /proc")
+def test_run_batches_release_memory_mapped_pages(tmp_path, tiny_run):
+    """Scoring/encoding a memory-mapped file goes through ReadAhead: its pages do not stay resident."""
+    mapped = np.load(write_npy(tmp_path / "s.npy", 100_000, tiny_run.image_shape), mmap_mode="r")  # 77 MB
+    base = rss_file_mb()
+    for depth in (0, 2):
+        tiny_run.read_ahead = depth
+        n = sum(len(x) for x in tiny_run.batches(mapped, 2048))
+        assert n == len(mapped)
+        assert rss_file_mb() - base < 16, depth
+    tiny_run.read_ahead = 2
+    for start in range(0, len(mapped), 2048):  # the same reads without unmapping keep the file resident
+        np.ascontiguousarray(mapped[start:start + 2048]).sum()
+    assert rss_file_mb() - base > 60
+    release_pages(mapped)
+
+
+def test_run_outputs_do_not_depend_on_the_read_path(tmp_path, tiny_run):
+    """Codes, reconstructions and evaluation are the same bytes from memory, from a memory map, with
+    and without the read-ahead thread, and equal the model applied to the whole preprocessed array."""
+    import torch
+
+    from aelab.run import in_fixed_rows, roundtrip
+
+    images = tiny_run.data().batch(slice(0, 150))
+    path = tmp_path / "x.npy"
+    np.save(path, images)
+    mapped = np.load(path, mmap_mode="r")
+    x = tiny_run.preprocess(images, tiny_run.device)
+    want_codes = in_fixed_rows(tiny_run.model.encode, x, tiny_run.device, rows=tiny_run.rows).numpy()
+    want_recon = tiny_run.preprocess.inverse(
+        in_fixed_rows(lambda b: roundtrip(tiny_run.model, b), x, tiny_run.device, rows=tiny_run.rows))
+    try:
+        for depth in (0, 2):
+            tiny_run.read_ahead = depth
+            for source in (images, mapped, ImageSet(mapped)):
+                assert tiny_run.encode(source).tobytes() == want_codes.tobytes()
+                assert tiny_run.reconstruct(source).tobytes() == want_recon.tobytes()
+            batches = list(tiny_run.batches(mapped, 64))  # 64 + 64 + 22, in order
+            assert [len(b) for b in batches] == [64, 64, 22]
+            assert torch.equal(torch.cat(batches), x)
+        assert tiny_run.evaluate(mapped) == tiny_run.evaluate(images)
+        with torch.inference_mode():  # reconstruct_tensor: one call of the same roundtrip
+            assert torch.equal(tiny_run.reconstruct_tensor(x[:5]), roundtrip(tiny_run.model, x[:5]).float())
+    finally:
+        tiny_run.read_ahead = 2

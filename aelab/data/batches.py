@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from aelab.data.imageset import ImageSet
+from aelab.data.transforms import Preprocess
 
 BLOCK = 64  # rows read together from a memory-mapped file
 WINDOW = 16  # blocks whose rows are mixed with each other
@@ -90,8 +91,14 @@ Positions = np.ndarray | slice
 
 
 def read_batch(data: ImageSet, positions: Positions) -> np.ndarray:
-    """uint8 images at ``positions``, leaving no memory-mapped pages behind."""
+    """uint8 images at ``positions``, leaving no memory-mapped pages behind.
+
+    A contiguous slice of a memory map comes back from ``ImageSet.batch`` as a view of the map,
+    which would read the file later (in the consumer, after the pages were dropped); it is
+    copied here, so the read happens now and the batch owns its memory."""
     batch = data.batch(positions)
+    if isinstance(data.images, np.memmap) and np.may_share_memory(batch, data.images):
+        batch = batch.copy()
     release_pages(data.images)
     return batch
 
@@ -186,3 +193,23 @@ _END = object()
 class _Failed:
     def __init__(self, exc: BaseException):
         self.exc = exc
+
+
+READ_AHEAD = 2
+"""Batches ``model_batches`` reads ahead in a thread by default (0: read in the caller's thread)."""
+
+
+def model_batches(data: ImageSet | np.ndarray, batch_size: int, pre: Preprocess, device: torch.device,
+                  memory_format: torch.memory_format = torch.contiguous_format,
+                  depth: int = READ_AHEAD) -> Iterator[torch.Tensor]:
+    """``data`` in consecutive batches of ``batch_size`` images, preprocessed onto ``device``.
+
+    The one path from stored images to model input outside the training steps (the Trainer's
+    evaluation, and every ``Run.batches`` caller: encode, decode, evaluate, score): read through
+    ``ReadAhead``, so memory-mapped pages are released after each batch and, on CUDA, batches
+    are pinned and copied on a side stream. ``depth`` 0 reads synchronously (still releasing
+    pages), for callers where a second thread only competes with the model for the cores."""
+    images = data if isinstance(data, ImageSet) else ImageSet(data)
+    chunks = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
+    for batch in ReadAhead(images, chunks, depth=depth, device=device):
+        yield pre(batch, device, memory_format=memory_format)

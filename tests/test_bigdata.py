@@ -237,7 +237,7 @@ def test_run_batches_release_memory_mapped_pages(tmp_path, tiny_run):
         n = sum(len(x) for x in tiny_run.batches(mapped, 2048))
         assert n == len(mapped)
         assert rss_file_mb() - base < 16, depth
-    tiny_run.read_ahead = 2
+    tiny_run.read_ahead = 0
     for start in range(0, len(mapped), 2048):  # the same reads without unmapping keep the file resident
         np.ascontiguousarray(mapped[start:start + 2048]).sum()
     assert rss_file_mb() - base > 60
@@ -272,4 +272,4 @@ def test_run_outputs_do_not_depend_on_the_read_path(tmp_path, tiny_run):
         with torch.inference_mode():  # reconstruct_tensor: one call of the same roundtrip
             assert torch.equal(tiny_run.reconstruct_tensor(x[:5]), roundtrip(tiny_run.model, x[:5]).float())
     finally:
-        tiny_run.read_ahead = 2
+        tiny_run.read_ahead = 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -28,15 +32,34 @@ def tiny_config(**over) -> dict:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
+def trained(tmp_path_factory) -> Callable[[dict[str, Any]], Any]:
+    """``trained(config_dict) -> Run``: the one way tests get a shared trained run.
+
+    Trains each distinct config (by its canonical JSON) once per session, into
+    ``<session tmp>/trained/<hash>/<config name>`` (the folder is named like the run, as the
+    explorer and the report show it), and hands every caller the same Run. A test that changes
+    the weights or needs a run of its own (kill/resume, --force) trains its own instead."""
     import aelab
 
-    return aelab.train(tiny_config(), out=tmp_path_factory.mktemp("runs") / "tiny")
+    root = tmp_path_factory.mktemp("trained")
+    cache: dict[str, Any] = {}
+
+    def get(config: dict[str, Any]) -> Any:
+        key = json.dumps(config, sort_keys=True)
+        if key not in cache:
+            folder = root / hashlib.sha256(key.encode()).hexdigest()[:12]
+            folder.mkdir()
+            cache[key] = aelab.train(config, out=folder / config.get("name", "run"))
+        return cache[key]
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def tiny_vae_run(tmp_path_factory):
-    import aelab
+def tiny_run(trained):
+    return trained(tiny_config())
 
-    cfg = tiny_config(model={"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6})
-    return aelab.train(cfg, out=tmp_path_factory.mktemp("runs") / "tiny-vae")
+
+@pytest.fixture(scope="session")
+def tiny_vae_run(trained):
+    return trained(tiny_config(model={"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}))

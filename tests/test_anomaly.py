@@ -27,15 +27,13 @@ def small(model: dict, name: str, epochs: int) -> dict:
 
 
 @pytest.fixture(scope="session")
-def fcn_run(tmp_path_factory):
-    cfg = small({"type": "fcn", "hidden": [64], "latent_dim": 8}, "anom-fcn", 6)
-    return aelab.train(cfg, out=tmp_path_factory.mktemp("anom") / "fcn")
+def fcn_run(trained):
+    return trained(small({"type": "fcn", "hidden": [64], "latent_dim": 8}, "anom-fcn", 6))
 
 
 @pytest.fixture(scope="session")
-def vae_run(tmp_path_factory):
-    cfg = small({"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 8}, "anom-vae", 20)
-    return aelab.train(cfg, out=tmp_path_factory.mktemp("anom") / "vae")
+def vae_run(trained):
+    return trained(small({"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 8}, "anom-vae", 20))
 
 
 @pytest.fixture(scope="session")

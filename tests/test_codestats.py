@@ -29,11 +29,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def ae(tmp_path_factory) -> aelab.Run:
+def ae(trained) -> aelab.Run:
     cfg = {"name": "cs-ae", "seed": 0, "data": {"source": SOURCE, "val_fraction": 0.2},
            "model": {"type": "fcn", "hidden": [32], "latent_dim": 5},
            "train": {"epochs": 1, "batch_size": 32, "lr": 0.003}}
-    return aelab.train(cfg, out=tmp_path_factory.mktemp("codestats") / "ae")
+    return trained(cfg)
 
 
 def _codes(n: int = 400, d: int = 4, seed: int = 0) -> np.ndarray:

@@ -45,19 +45,14 @@ def _config(name: str, model: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
-def runs_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("gen_runs")
+def ae(trained) -> aelab.Run:
+    return trained(_config("gen-ae", {"type": "fcn", "hidden": [64], "latent_dim": 4}))
 
 
 @pytest.fixture(scope="session")
-def ae(runs_dir: Path) -> aelab.Run:
-    return aelab.train(_config("gen-ae", {"type": "fcn", "hidden": [64], "latent_dim": 4}), out=runs_dir / "ae")
-
-
-@pytest.fixture(scope="session")
-def vae(runs_dir: Path) -> aelab.Run:
+def vae(trained) -> aelab.Run:
     model = {"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}
-    return aelab.train(_config("gen-vae", model), out=runs_dir / "vae")
+    return trained(_config("gen-vae", model))
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -48,22 +48,19 @@ def _cfg(name: str, model: dict, epochs: int = 1) -> dict:
 
 
 @pytest.fixture(scope="session")
-def fcn(tmp_path_factory):
-    cfg = _cfg("lat-fcn", {"type": "fcn", "hidden": [64, 16], "latent_dim": 6}, epochs=2)
-    return train(cfg, out=tmp_path_factory.mktemp("lat") / "fcn", progress=False)
+def fcn(trained):
+    return trained(_cfg("lat-fcn", {"type": "fcn", "hidden": [64, 16], "latent_dim": 6}, epochs=2))
 
 
 @pytest.fixture(scope="session")
-def vae(tmp_path_factory):
-    cfg = _cfg("lat-vae", {"type": "vae", "backbone": "fcn", "hidden": [32], "latent_dim": 5})
-    return train(cfg, out=tmp_path_factory.mktemp("lat") / "vae", progress=False)
+def vae(trained):
+    return trained(_cfg("lat-vae", {"type": "vae", "backbone": "fcn", "hidden": [32], "latent_dim": 5}))
 
 
 @pytest.fixture(scope="session")
-def spatial(tmp_path_factory):
+def spatial(trained):
     """A conv AE whose code is a feature map (C×H×W), addressed by flat index."""
-    cfg = _cfg("lat-spatial", {"type": "conv", "channels": [4, 6], "latent_dim": None})
-    return train(cfg, out=tmp_path_factory.mktemp("lat") / "spatial", progress=False)
+    return trained(_cfg("lat-spatial", {"type": "conv", "channels": [4, 6], "latent_dim": None}))
 
 
 @pytest.fixture(scope="session")

@@ -85,13 +85,11 @@ def test_cli_models_lists_and_shows_cards():
 
 # -- the report ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def pair(tmp_path_factory):
-    """A plain fcn autoencoder and a conv VAE, trained briefly on 16×16 faces (nothing analysed yet)."""
-    root = tmp_path_factory.mktemp("report-runs")
-    ae = train_run(tiny_config(name="ae"), out=root / "ae")
-    vae = train_run(tiny_config(name="vae", model={"type": "vae", "backbone": "conv", "channels": [8, 16],
-                                                    "latent_dim": 6}), out=root / "vae")
-    return ae, vae
+def pair(trained):
+    """A plain fcn autoencoder and a conv VAE, trained briefly on 16×16 faces (nothing analysed yet:
+    ``trained`` goes through the facade, which draws only the loss curve)."""
+    return trained(tiny_config(name="ae")), trained(tiny_config(name="vae", model={
+        "type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}))
 
 
 @pytest.fixture(scope="session")

@@ -23,26 +23,23 @@ from aelab.edits import apply_edits, edit_command
 from aelab.errors import AelabError
 from aelab.latent import code_stats, data_ranges, top_elements
 from aelab.serve import create_app
-from aelab.train import train
 
 FACES = "builtin:faces?n=200&seed=3"
 VENV_AELAB = Path(sys.executable).with_name("aelab")
 
 
-def _train(out: Path, model: dict, epochs: int = 1) -> Path:
-    cfg = {"name": out.name, "seed": 0, "data": {"source": FACES, "val_fraction": 0.15}, "model": model,
-           "train": {"epochs": epochs, "batch_size": 32, "lr": 2e-3}}
-    return train(cfg, out=out, progress=False).path
+def _config(name: str, model: dict, epochs: int = 1) -> dict:
+    return {"name": name, "seed": 0, "data": {"source": FACES, "val_fraction": 0.15}, "model": model,
+            "train": {"epochs": epochs, "batch_size": 32, "lr": 2e-3}}
 
 
 @pytest.fixture(scope="session")
-def run_dirs(tmp_path_factory) -> dict[str, Path]:
+def run_dirs(trained) -> dict[str, Path]:
     """A fcn AE (10-element code), a conv VAE (8) and a conv AE with a spatial 8×8×8 code (512)."""
-    base = tmp_path_factory.mktemp("serve_runs")
     return {
-        "ae": _train(base / "ae", {"type": "fcn", "hidden": [64], "latent_dim": 10}, epochs=2),
-        "vae": _train(base / "vae", {"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 8}),
-        "big": _train(base / "big", {"type": "conv", "channels": [4, 8, 8], "latent_dim": None}),
+        "ae": trained(_config("ae", {"type": "fcn", "hidden": [64], "latent_dim": 10}, epochs=2)).path,
+        "vae": trained(_config("vae", {"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 8})).path,
+        "big": trained(_config("big", {"type": "conv", "channels": [4, 8, 8], "latent_dim": None})).path,
     }
 
 

@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aelab.train import train
-
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -52,13 +50,11 @@ def sync_playwright():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, sync_playwright) -> list[Path]:
-    base = tmp_path_factory.mktemp("browser_runs")
+def runs(trained, sync_playwright) -> list[Path]:
     common = {"seed": 0, "data": {"source": FACES, "val_fraction": 0.1}, "train": {"epochs": 2, "batch_size": 32}}
-    ae = train({"name": "ae", "model": {"type": "fcn", "hidden": [128, 32], "latent_dim": 10}, **common},
-               out=base / "fcn-ae", progress=False)
-    vae = train({"name": "vae", "model": {"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 12},
-                 **common}, out=base / "conv-vae", progress=False)
+    ae = trained({"name": "ae", "model": {"type": "fcn", "hidden": [128, 32], "latent_dim": 10}, **common})
+    vae = trained({"name": "vae", "model": {"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 12},
+                   **common})
     return [ae.path, vae.path]
 
 

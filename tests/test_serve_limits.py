@@ -32,7 +32,6 @@ from PIL import Image
 
 from aelab.serve import create_app
 from aelab.serve.limits import JSON_LIMIT, MAX_INT, MAX_PIXELS, MULTIPART_OVERHEAD
-from aelab.train import train
 
 VENV_AELAB = Path(sys.executable).with_name("aelab")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "serve.md"
@@ -42,13 +41,12 @@ POSTS = ["/api/encode", "/api/decode", "/api/sample", "/api/interpolate", "/api/
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(trained) -> Path:
     """A tiny fcn AE with a 10-element code on 32×32 faces."""
-    out = tmp_path_factory.mktemp("limits") / "ae"
     cfg = {"name": "ae", "seed": 0, "data": {"source": "builtin:faces?n=120&size=32&seed=3", "val_fraction": 0.2},
            "model": {"type": "fcn", "hidden": [32], "latent_dim": 10},
            "train": {"epochs": 1, "batch_size": 32, "lr": 2e-3}}
-    return train(cfg, out=out, progress=False).path
+    return trained(cfg).path
 
 
 @pytest.fixture(scope="module")

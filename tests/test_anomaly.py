@@ -225,6 +225,7 @@ def test_csv_format(tmp_path):
     assert path.read_text() == "ID,score\n0,0.5\n1,1e-09\n2,3.25\n"
 
 
+@pytest.mark.slow
 def test_cli_score_end_to_end(fcn_run, tmp_path):
     source = "builtin:faces?n=60&size=16&seed=3&anomaly_fraction=0.2"
     res = CliRunner().invoke(app, ["score", str(fcn_run.path), "--data", source, "--score", "l2", "--out",

@@ -96,6 +96,7 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 
 
 @pytest.mark.skipif(not LINUX, reason="ru_maxrss units and madvise are Linux's")
+@pytest.mark.slow
 def test_training_from_a_file_larger_than_its_memory_budget(tmp_path):
     """A 300 MB file costs about what a 12 MB one does: the file's pages are not kept resident."""
     big = write_npy(tmp_path / "big.npy", 24_576)  # 302 MB

@@ -148,6 +148,7 @@ def test_latent_ranges_are_code_stats(ae: aelab.Run) -> None:
     assert "_latent_stats" not in vars(ae)
 
 
+@pytest.mark.slow
 def test_figures_draw_from_results_without_a_model(ae: aelab.Run, tmp_path: Path) -> None:
     from aelab.figures.anomaly import draw_maps
     from aelab.figures.generate import augment_figure, samples_figure

@@ -189,6 +189,7 @@ def two_processes(tiny_vae_run: aelab.Run, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_augment_and_sample_commands_write_the_same_bytes_in_two_processes(two_processes: Path) -> None:
     a, b = two_processes / "a", two_processes / "b"
     assert (a / "aug.npz").read_bytes() == (b / "aug.npz").read_bytes()

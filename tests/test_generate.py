@@ -274,6 +274,7 @@ def test_sharpness_of_a_ramp() -> None:
     assert sharpness(checker)[0] == pytest.approx(np.sqrt(2), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_generation_quality_writes_json_and_reuses_the_feature_net(ae: aelab.Run, vae: aelab.Run) -> None:
     q = generation_quality(vae, n=30)
     saved = json.loads((vae.path / "quality.json").read_text())
@@ -298,6 +299,7 @@ def test_generation_quality_writes_json_and_reuses_the_feature_net(ae: aelab.Run
 
 # -- the command line ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_sample_augment_compare(ae: aelab.Run, vae: aelab.Run, tmp_path: Path, capsys) -> None:
     code, out, _ = run_cli(["sample", vae.path, "-n", "8", "--seed", "2", "--out", tmp_path / "s.png",
                             "--save", tmp_path / "s.npz", "--json"], capsys)

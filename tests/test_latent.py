@@ -492,6 +492,7 @@ def test_interpolate_command_end_to_end(fcn, tmp_path):
     (["edit", "{missing}", "--edit", "0*=2"], "run folder not found"),
     (["edit", "{run}", "--image", "{missing}", "--edit", "0*=2"], "image file not found"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_status_2(fcn, tmp_path, args, match):
     out = tmp_path / "never.png"
     argv = [a.format(run=fcn.path, missing=tmp_path / "nope") for a in args] + ["--out", str(out)]

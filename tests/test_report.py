@@ -302,6 +302,7 @@ def test_sweep_report_puts_the_comparison_first(tmp_path):
     assert table.count("<tr>") == 2 and "val PSNR (dB)" in table
 
 
+@pytest.mark.slow
 def test_cli_analyse_json(pair, tmp_path):
     from test_cli import aelab as cli
 
@@ -318,6 +319,7 @@ def test_cli_analyse_json(pair, tmp_path):
         "interpolation, samples, noise, quality, anomaly"]
 
 
+@pytest.mark.slow
 def test_bad_targets_are_named(tmp_path, pair):
     with pytest.raises(AelabError, match="not a run folder .* or a sweep folder"):
         build_report([tmp_path], tmp_path / "r.html")

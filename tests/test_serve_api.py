@@ -523,6 +523,7 @@ def test_data_option_serves_that_source(run_dirs):
 
 # -- the command ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_missing_run_is_a_one_line_error(tmp_path):
     proc = subprocess.run([str(VENV_AELAB), "serve", str(tmp_path / "nope")], capture_output=True, text=True,
                           timeout=120)
@@ -530,6 +531,7 @@ def test_cli_missing_run_is_a_one_line_error(tmp_path):
     assert proc.stderr.strip().startswith("aelab: error: run folder not found") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_bad_range_is_a_one_line_error(run_dirs):
     proc = subprocess.run([str(VENV_AELAB), "serve", str(run_dirs["ae"]), "--range", "prior"], capture_output=True,
                           text=True, timeout=120)
@@ -554,6 +556,7 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise AssertionError(f"server at {url} did not start")
 
 
+@pytest.mark.slow
 def test_cli_serves_on_loopback_and_prints_its_address(run_dirs):
     port = _free_port()
     proc = _serve([str(run_dirs["ae"]), str(run_dirs["vae"])], port)
@@ -570,6 +573,7 @@ def test_cli_serves_on_loopback_and_prints_its_address(run_dirs):
     assert "warning" not in err
 
 
+@pytest.mark.slow
 def test_cli_warns_when_not_bound_to_loopback(run_dirs):
     port = _free_port()
     proc = _serve([str(run_dirs["ae"]), "--host", "0.0.0.0"], port)

@@ -362,6 +362,7 @@ def server(run_dir) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to read peak memory")
+@pytest.mark.slow
 def test_a_50_mb_chunked_body_is_cut_off_without_growing_the_server(server, valid):
     """The old server read it whole and parsed it (peak RSS +750 MB, then a 422)."""
     base, proc = server
@@ -385,6 +386,7 @@ def test_a_50_mb_chunked_body_is_cut_off_without_growing_the_server(server, vali
         still_serves(c, valid)
 
 
+@pytest.mark.slow
 def test_out_of_range_requests_keep_the_keep_alive_connection(server, valid):
     """The old server answered 10**30 with a 500 and then reset the next request on the connection."""
     base, _ = server
@@ -436,6 +438,7 @@ def _no_5xx(r: httpx.Response) -> None:
 @pytest.mark.parametrize("path", POSTS)
 @PROPERTY
 @given(data=st.data())
+@pytest.mark.slow
 def test_any_json_body_gets_an_answer_below_500(client, valid, path, data):
     """A valid body with some fields replaced by arbitrary JSON (NaN, huge ints, nesting, codes of
     nearly the right length), some removed, or a body that is arbitrary JSON altogether."""

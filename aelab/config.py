@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from aelab.errors import ConfigError, closest
+from aelab.errors import ConfigError, closest_name
 
 RUN_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 """What a config's ``name`` may be: one path component (sweeps slug to the same set: ``1e+06`` keeps its +)."""
@@ -76,6 +76,9 @@ class DataConfig(Strict):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     preprocess: list[str | dict[str, Any]] = Field(default_factory=list)
     range: tuple[float, float] = (-1.0, 1.0)
+    limit: int | None = Field(None, ge=1, description="train on this many images (after select_labels; the "
+                              "validation split is taken from them)")
+    limit_mode: Literal["first", "random"] = "first"
 
     @field_validator("range")
     @classmethod
@@ -83,6 +86,39 @@ class DataConfig(Strict):
         if tuple(value) not in {(-1.0, 1.0), (0.0, 1.0)}:
             raise ValueError(f"must be [-1, 1] or [0, 1], got {list(value)}")
         return value
+
+
+Metric = Literal["val_mse", "val_psnr", "val_ssim", "train_loss"]
+"""An epoch record's metric that schedules, early stopping and keep_best can watch."""
+
+
+def higher_is_better(metric: str) -> bool:
+    """PSNR and SSIM grow as reconstructions improve; losses and MSE shrink."""
+    return metric in {"val_psnr", "val_ssim"}
+
+
+class LRScheduleConfig(Strict):
+    """The learning rate over a run: ``warmup_steps`` linear steps from lr/warmup_steps up to ``lr``, then
+    ``constant``; ``cosine`` down to ``min_lr`` at the run's last step; ``step``: times ``gamma`` every
+    ``step_size`` epochs; ``plateau``: times ``factor`` (not below ``min_lr``) after ``patience`` epochs
+    without improvement of ``metric``."""
+
+    type: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warmup")
+    min_lr: float = Field(0.0, ge=0, description="cosine: the last step's lr; plateau: the lowest lr")
+    step_size: int = Field(1, ge=1, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: the decay factor")
+    metric: Metric = "val_mse"
+    patience: int = Field(2, ge=0, description="plateau: epochs without improvement before a cut")
+    factor: float = Field(0.1, gt=0, lt=1, description="plateau: the cut")
+
+
+class EarlyStoppingConfig(Strict):
+    """Stop after ``patience`` epochs in which ``metric`` did not beat its best by more than ``min_delta``."""
+
+    metric: Metric = "val_mse"
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0)
 
 
 class TrainConfig(Strict):
@@ -100,6 +136,17 @@ class TrainConfig(Strict):
     eval_batch_size: int = Field(512, ge=1)
     compile: bool = False
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    lr_schedule: LRScheduleConfig = Field(default_factory=LRScheduleConfig)
+    early_stopping: EarlyStoppingConfig | None = None
+    keep_best: Metric | None = None
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradients' global L2 norm to this")
+    log: list[Literal["csv", "tensorboard"]] = Field(default_factory=list)
+
+    @field_validator("lr_schedule", mode="before")
+    @classmethod
+    def _schedule_shorthand(cls, value: Any) -> Any:
+        # `lr_schedule: cosine` is short for `lr_schedule: {type: cosine}`.
+        return {"type": value} if isinstance(value, str) else value
 
     @field_validator("input_noise", mode="before")
     @classmethod
@@ -156,6 +203,15 @@ class Config(Strict):
                 f"model.output_activation '{act}' does not match data.range {list(self.data.range)}"
                 f" (use '{wanted}', or 'auto')"
             )
+        t = self.train
+        watched = [(f"train.{what}", m) for what, m in (
+            ("lr_schedule.metric", t.lr_schedule.metric if t.lr_schedule.type == "plateau" else None),
+            ("early_stopping.metric", t.early_stopping.metric if t.early_stopping else None),
+            ("keep_best", t.keep_best)) if m and m.startswith("val_")]
+        if watched and self.data.val_fraction == 0:
+            key, metric = watched[0]
+            raise ValueError(f"{key} '{metric}' needs a validation split (data.val_fraction is 0); use train_loss "
+                             f"or set data.val_fraction")
         if self.train.loss == "bce" and tuple(self.data.range) != (0.0, 1.0):
             raise ValueError("train.loss 'bce' needs data.range [0, 1] (binary cross-entropy is defined on [0, 1])")
         return self
@@ -175,8 +231,13 @@ def _format_error(err: ValidationError, raw: dict[str, Any], source: str) -> str
     key = ".".join(loc)
     where = f"{source}: " if source else ""
     if first["type"] == "extra_forbidden":
-        parent = _lookup(Config.model_json_schema(), loc[:-1])
-        hint = closest(loc[-1], parent) if parent else ""
+        schema = Config.model_json_schema()
+        # a key put in the wrong section (`train.limit`) names the section it belongs to; otherwise the
+        # closest key of its own section, then of any section
+        elsewhere = {k.rsplit(".", 1)[-1]: k for k in _all_keys(schema) if k != key}
+        name = elsewhere.get(loc[-1]) or closest_name(loc[-1], _lookup(schema, loc[:-1]))
+        name = name or elsewhere.get(closest_name(loc[-1], elsewhere) or "")
+        hint = f" (did you mean '{name}'?)" if name else ""
         return f"{where}unknown config key '{key}'{hint}"
     msg = first["msg"].removeprefix("Value error, ")
     if "input" in first and first["type"] not in {"missing"} and not isinstance(first["input"], dict):
@@ -198,6 +259,19 @@ def _lookup(schema: dict[str, Any], path: list[str]) -> list[str]:
         if ref:
             node = schema["$defs"][ref.split("/")[-1]]
     return list(node.get("properties", {}))
+
+
+def _all_keys(schema: dict[str, Any]) -> list[str]:
+    """Every dotted key of the Config schema (sections and their keys, sub-sections walked)."""
+    found: list[str] = []
+
+    def walk(path: list[str]) -> None:
+        for name in _lookup(schema, path):
+            found.append(".".join([*path, name]))
+            walk([*path, name])
+
+    walk([])
+    return found
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -27,10 +27,16 @@ class RunError(AelabError):
     """A Run folder that is missing, incomplete or inconsistent."""
 
 
+def closest_name(word: str, choices: Iterable[str]) -> str | None:
+    """The nearest choice, or None when none is close."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def closest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the nearest choice, or '' when none is close."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+    match = closest_name(word, choices)
+    return f" (did you mean '{match}'?)" if match else ""
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -47,7 +47,11 @@ from aelab.limits import check_model_fits
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
+from aelab.runfolder import BEST_WEIGHTS
 from aelab.runfolder import CHECKPOINT, CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: F401 -- re-exported for callers
+
+WEIGHT_CHOICES = {"last": WEIGHTS, "best": BEST_WEIGHTS}
+"""Which weights of a run to use: those training ended with, or the best epoch's (train.keep_best)."""
 
 Images = np.ndarray | ImageSet
 
@@ -171,10 +175,17 @@ def _shape(summary: dict[str, Any], key: str, path: Path) -> tuple[int, int, int
 
 
 class Run:
-    """A trained model with its config, preprocessing and data, loaded from a folder."""
+    """A trained model with its config, preprocessing and data, loaded from a folder.
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS):
+    ``weights``: ``last`` (the weights training ended with) or ``best`` (the best epoch's, kept by
+    ``train.keep_best``)."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS,
+                 weights: str = "last"):
         self.path = Path(path)
+        if weights not in WEIGHT_CHOICES:
+            raise AelabError(f"weights '{weights}': must be last or best")
+        self.weights = weights
         if not self.path.is_dir():
             raise RunError(f"run folder not found: {self.path}")
         if not (self.path / SUMMARY).exists():
@@ -205,7 +216,10 @@ class Run:
                            f"({list(expected)})")
         check_model_fits(self.config.model, input_shape, self.device, training=False)
         self.model: Autoencoder = create_model(self.config.model, input_shape)
-        load_weights(self.model, self.path / WEIGHTS)
+        if weights == "best" and not (self.path / BEST_WEIGHTS).exists():
+            raise RunError(f"{self.path}: no best weights ({BEST_WEIGHTS}); train with train.keep_best set "
+                           f"(e.g. val_mse) to keep them, or use the last weights")
+        load_weights(self.model, self.path / WEIGHT_CHOICES[weights])
         self.memory_format = memory_format_for(self.model)
         self.model.to(self.device, memory_format=self.memory_format).eval()
         self.cache: dict[Any, Any] = {}
@@ -213,7 +227,8 @@ class Run:
         hash), keyed by a tuple whose first item names the analysis; the one place they keep state."""
 
     def __repr__(self) -> str:
-        return f"Run('{self.path}', {self.model.family}, latent {self.latent_shape})"
+        which = ", best weights" if self.weights == "best" else ""
+        return f"Run('{self.path}', {self.model.family}, latent {self.latent_shape}{which})"
 
     # -- what it is ------------------------------------------------------------
     @property
@@ -396,6 +411,7 @@ def reconstructions(run: Run, images: ImageSet) -> Reconstructions:
                            per["mse"].numpy(), per["psnr"].numpy(), per["ssim"].numpy())
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS) -> Run:
-    """Open a finished Run folder (safe: config YAML and safetensors only). ``rows``: see ``ROWS``."""
-    return Run(path, device, rows)
+def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS, weights: str = "last") -> Run:
+    """Open a finished Run folder (safe: config YAML and safetensors only) with its ``last`` or ``best`` weights.
+    ``rows``: see ``ROWS``."""
+    return Run(path, device, rows, weights)

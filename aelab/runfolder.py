@@ -27,6 +27,9 @@ from aelab.errors import RunError
 CONFIG, WEIGHTS, METRICS = "config.yaml", "model.safetensors", "metrics.jsonl"
 SUMMARY, FIGURES = "summary.json", "figures"
 CHECKPOINT = "checkpoint.safetensors"
+BEST_WEIGHTS = "best.safetensors"  # train.keep_best: the best epoch's weights, beside the last (WEIGHTS)
+METRICS_CSV = "metrics.csv"  # train.log csv: the per-epoch records of metrics.jsonl as a table
+TENSORBOARD = "tensorboard"  # train.log tensorboard: the event files
 CHECKPOINT_META = "checkpoint.json"  # legacy: older checkpoints kept their scalars beside the tensors
 CODESTATS = "codestats-*.safetensors"  # aelab.codestats' fitted code Gaussians, one per split and size
 LEGACY_LATENT = "latent_gaussian.safetensors"  # legacy: the latent anomaly score's own Gaussian, before codestats
@@ -86,13 +89,15 @@ class FolderKind:
 
 FIGURES_FOLDER = FolderKind("figures folder", (), ("*.png", "*.svg", "*.pdf", "*.jpg", "*.jpeg", TEMP_FILES))
 # A run's files: the training's own, then the analyses' (records as RUN/<analysis>.json, see ARCHITECTURE.md).
-_RUN_FILES = (CONFIG, WEIGHTS, METRICS, SUMMARY, CHECKPOINT, CHECKPOINT_META, CODESTATS, LEGACY_LATENT, SCORES,
-              MANIFEST, "*.json", TEMP_FILES)
+_RUN_FILES = (CONFIG, WEIGHTS, BEST_WEIGHTS, METRICS, METRICS_CSV, SUMMARY, CHECKPOINT, CHECKPOINT_META, CODESTATS,
+              LEGACY_LATENT, SCORES, MANIFEST, "*.json", TEMP_FILES)
 _FEATURE_RUN = FolderKind("run folder", (CONFIG,), _RUN_FILES, ((FIGURES, FIGURES_FOLDER),))
 # aelab.quality keeps its feature net in RUN/quality/features-<hash>/ (copied in through a .features-<hash>.copy).
 QUALITY_FOLDER = FolderKind("quality folder", (), (),
                             (("features-*", _FEATURE_RUN), (".features-*.copy", _FEATURE_RUN)))
-RUN = replace(_FEATURE_RUN, folders=((FIGURES, FIGURES_FOLDER), (QUALITY, QUALITY_FOLDER)))
+TENSORBOARD_FOLDER = FolderKind("tensorboard folder", (), ("events.out.tfevents.*",))
+RUN = replace(_FEATURE_RUN, folders=((FIGURES, FIGURES_FOLDER), (QUALITY, QUALITY_FOLDER),
+                                     (TENSORBOARD, TENSORBOARD_FOLDER)))
 
 
 def foreign_files(path: str | Path, kind: FolderKind = RUN) -> list[str]:

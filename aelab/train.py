@@ -19,11 +19,14 @@ averages the gradients, and rank 0 alone writes the folder and the log.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import platform
 import shlex
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -47,7 +50,18 @@ from aelab.limits import check_training
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
 from aelab.run import Run, evaluate_model, resolve_device
-from aelab.runfolder import CHECKPOINT, CHECKPOINT_META, CONFIG, METRICS, SUMMARY, WEIGHTS
+from aelab.runfolder import (
+    BEST_WEIGHTS,
+    CHECKPOINT,
+    CHECKPOINT_META,
+    CONFIG,
+    METRICS,
+    METRICS_CSV,
+    SUMMARY,
+    TENSORBOARD,
+    WEIGHTS,
+)
+from aelab.schedule import Best, EarlyStopping, Schedule
 
 # The checkpoint is one safetensors file (runfolder.CHECKPOINT); runfolder.CHECKPOINT_META is the second
 # file of the older two-file format, kept only to refuse such folders on --resume.
@@ -154,10 +168,12 @@ def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
 class Trainer:
     """One training run into one folder. ``fit`` runs it; state lives here, not in globals."""
 
-    def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool = True,
+    def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool | None = None,
                  dist: distributed.Dist | None = None):
+        if "tensorboard" in cfg.train.log:
+            _check_tensorboard()
         cfg = fit_preprocess(cfg)  # `minmax: fit` steps get their values from the training split
-        self.cfg, self.out, self.progress = cfg, out, progress
+        self.cfg, self.out, self.progress = cfg, out, interactive() if progress is None else progress
         self.dist = dist or distributed.joined()
         self.device = distributed.device_for(resolve_device(cfg.train.device), self.dist)
         self.rank_batch_size = distributed.check_batch_size(cfg.train.batch_size, self.dist.world)
@@ -181,6 +197,13 @@ class Trainer:
         total = self.per_epoch * cfg.train.epochs
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.step, self.epoch, self.elapsed, self.images_seen = 0, 0, 0.0, 0
+        # what the loop decides from steps and epoch metrics; their state travels in the checkpoint's meta
+        t = cfg.train
+        self.schedule = Schedule(self.optimizer, t.lr_schedule, t.lr, self.total_steps, self.per_epoch)
+        self.stopper = EarlyStopping(t.early_stopping) if t.early_stopping else None
+        self.best = Best(t.keep_best) if t.keep_best else None
+        self.stopped_early = False
+        self.epoch_records: list[dict[str, Any]] = []  # metrics.csv's rows (rank 0)
         if self.dist.rank > 0:  # same init as rank 0 (seeded above), different noise from here on
             torch.manual_seed(_rank_seed(cfg.seed, self.dist.rank))
         self._prepare_folder(resume)
@@ -276,7 +299,9 @@ class Trainer:
         tensors.update(rng)
         meta = {"epoch": self.epoch, "step": self.step, "elapsed_s": self.elapsed, "images_seen": self.images_seen,
                 "world_size": self.dist.world, "param_groups": opt["param_groups"], "optim_scalars": scalars,
-                "config": self.cfg.to_dict()}
+                "config": self.cfg.to_dict(), "schedule": self.schedule.state_dict(),
+                "early_stopping": self.stopper.state_dict() if self.stopper else None,
+                "best": self.best.state_dict() if self.best else None, "stopped_early": self.stopped_early}
         # One file, one rename: weights, optimiser state, RNG state and step cannot be torn apart.
         save_tensors(self.out / CHECKPOINT, tensors, metadata={
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "meta": dumps_json(meta)})
@@ -300,6 +325,7 @@ class Trainer:
                            f"{meta['step']}, where the checkpoint (step {meta['step']}, epoch {meta['epoch']}) needs "
                            f"{meta['step']} and {meta['epoch']}; the log and the checkpoint do not belong together")
         atomic_write(out / METRICS, "".join(ln + "\n" for ln, _ in kept_lines))
+        self.epoch_records = [r for r in kept if "train_loss" in r]
         remove_stray_temps(out)
         return meta, tensors
 
@@ -365,6 +391,12 @@ class Trainer:
                     moments[key] = torch.empty_like(param).copy_(value)
         self.epoch, self.step, self.elapsed = meta["epoch"], meta["step"], meta["elapsed_s"]
         self.images_seen = meta["images_seen"]
+        self.schedule.load_state_dict(meta.get("schedule") or {})
+        if self.stopper and meta.get("early_stopping"):
+            self.stopper.load_state_dict(meta["early_stopping"])
+        if self.best and meta.get("best"):
+            self.best.load_state_dict(meta["best"])
+        self.stopped_early = bool(meta.get("stopped_early"))
         suffix = f".{self.dist.rank}" if self.dist.rank else ""
         if meta.get("world_size", 1) == self.dist.world and f"rng.torch{suffix}" in tensors:
             torch.set_rng_state(tensors[f"rng.torch{suffix}"])
@@ -376,20 +408,22 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------
     def fit(self) -> Run | None:
         cfg, model, d = self.cfg, self.model, self.dist
-        bar = _progress(self.progress and d.main, self.total_steps, self.step)
+        epochs = math.ceil(self.total_steps / self.per_epoch)
+        feedback = Feedback(self.progress and d.main, cfg.name, self.total_steps, self.step, epochs, self.per_epoch)
         # only rank 0 writes the log; other ranks write to nowhere
         log = open(self.out / METRICS if d.main else os.devnull, "a")  # noqa: SIM115 -- closed in the finally
+        board = self._tensorboard() if d.main else None
+        params = [p for p in model.parameters() if p.requires_grad]
         model.train()
         started = time.perf_counter()
         seen_at_start = self.images_seen
         try:
-            with bar or nullcontext(), keep_freed_memory():
-                task = bar.add_task(self.cfg.name, total=self.total_steps, completed=self.step, loss=float("nan"),
-                                      rate=0.0) if bar else None
-                while self.step < self.total_steps:
+            with feedback, keep_freed_memory():
+                while self.step < self.total_steps and not self.stopped_early:
                     order = epoch_order(len(self.splits.train), cfg.seed, self.epoch, self.splits.train)
                     skip = self.step - self.epoch * self.per_epoch
-                    epoch_loss, epoch_n = 0.0, 0
+                    epoch_loss, epoch_n, epoch_started = 0.0, 0, time.perf_counter()
+                    lr = self.optimizer.param_groups[0]["lr"]
                     batches = epoch_batches(order, cfg.train.batch_size, d.world)[skip:]
                     shards = [shard_batch(b, d.rank, d.world) for b in batches]
                     for batch, global_n in zip(ReadAhead(self.splits.train, shards, device=self.device),
@@ -403,8 +437,13 @@ class Trainer:
                         # the global batch makes that average the gradient of the global batch's mean loss.
                         share = d.world * len(x) / global_n
                         (terms["loss"] * share if share != 1 else terms["loss"]).backward()
+                        if cfg.train.grad_clip:  # logged: how often the clip bites shows in the norms
+                            terms = {**terms, "grad_norm": torch.nn.utils.clip_grad_norm_(params,
+                                                                                            cfg.train.grad_clip)}
+                        lr = self.optimizer.param_groups[0]["lr"]
                         self.optimizer.step()
                         self.step += 1
+                        self.schedule.after_step(self.step)
                         self.images_seen += global_n
                         values = self._step_values(terms, len(x))
                         record = {"step": self.step, "epoch": self.epoch + 1,
@@ -413,25 +452,73 @@ class Trainer:
                             raise AelabError(f"training diverged at step {self.step} (loss {record['loss']}); "
                                              f"lower train.lr (now {cfg.train.lr:g})")
                         log.write(json.dumps(record) + "\n")
+                        if board:
+                            board.add_scalar("loss", record["loss"], self.step)
                         epoch_loss += record["loss"] * global_n
                         epoch_n += global_n
-                        if bar:
-                            rate = (self.images_seen - seen_at_start) / max(time.perf_counter() - started, 1e-9)
-                            bar.update(task, advance=1, loss=record["loss"], rate=rate)
+                        rate = (self.images_seen - seen_at_start) / max(time.perf_counter() - started, 1e-9)
+                        feedback.step(self.step, self.epoch + 1, record["loss"], rate)
                         if self.step >= self.total_steps:
                             break
                     self.epoch += 1
-                    log.write(json.dumps(self._epoch_record(epoch_loss / max(epoch_n, 1))) + "\n")
+                    record = {**self._epoch_record(epoch_loss / max(epoch_n, 1)), "lr": lr}
+                    improved = self._after_epoch(record)
+                    log.write(json.dumps(record) + "\n")
                     log.flush()
                     if d.main:  # the checkpoint about to be written says these records exist
                         os.fsync(log.fileno())
+                        self._write_epoch_logs(record, board)
                     now = time.perf_counter()
                     self.elapsed += now - started
                     started, seen_at_start = now, self.images_seen
                     self._save_checkpoint()
+                    feedback.epoch(record, now - epoch_started, improved, self._stop_reason())
         finally:
             log.close()
+            if board:
+                board.close()
         return self._finish()
+
+    def _after_epoch(self, record: dict[str, Any]) -> bool:
+        """The decisions an epoch's metrics drive (every rank takes the same, from all-reduced numbers): the
+        plateau schedule, early stopping, and the best weights, written before the checkpoint that records
+        them (a kill between the two redoes the epoch, which writes the same weights again). Whether the
+        epoch's weights are the new best."""
+        self.schedule.after_epoch(record)
+        if self.stopper and self.stopper.update(record):
+            self.stopped_early = True
+        improved = bool(self.best and self.best.update(record))
+        if improved and self.dist.main:
+            save_tensors(self.out / BEST_WEIGHTS, self.model.state_dict(),
+                         metadata={"format": "pt", "aelab": aelab.__version__, "epoch": str(self.epoch)})
+        return improved
+
+    def _stop_reason(self) -> str | None:
+        if not self.stopped_early or not self.stopper:
+            return None
+        c = self.stopper.cfg
+        return (f"early stopping: {c.metric} did not improve on {self.stopper.best.value:g} (epoch "
+                f"{self.stopper.best.epoch}) for {c.patience} epoch(s); stopped after epoch {self.epoch}")
+
+    def _tensorboard(self) -> Any:
+        """A TensorBoard writer when train.log asks for one. On resume it hides the events a killed run logged
+        after its checkpoint (purge_step), so the curves show each step once."""
+        if "tensorboard" not in self.cfg.train.log:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.out / TENSORBOARD), purge_step=self.step + 1 if self.step else None)
+
+    def _write_epoch_logs(self, record: dict[str, Any], board: Any) -> None:
+        """metrics.csv (rewritten whole, so a resumed run's file holds each epoch once) and TensorBoard."""
+        self.epoch_records.append(record)
+        if "csv" in self.cfg.train.log:
+            atomic_write(self.out / METRICS_CSV, epoch_csv(self.epoch_records))
+        if board:
+            for key, value in record.items():
+                if key not in ("step", "epoch") and isinstance(value, int | float):
+                    board.add_scalar(key, value, record["step"])
+            board.flush()
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -474,6 +561,24 @@ class Trainer:
         distributed.run_on_main(lambda: self._write_results(final), self.dist)
         return Run(self.out, device=self.device) if self.dist.main else None
 
+    def _training_options(self) -> dict[str, Any]:
+        """The options that shaped the run, for summary.json: what a table of runs compares."""
+        t = self.cfg.train
+        out: dict[str, Any] = {
+            "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "grad_clip": t.grad_clip,
+            "lr_schedule": t.lr_schedule.model_dump(mode="json"), "final_lr": self.optimizer.param_groups[0]["lr"],
+            "early_stopping": t.early_stopping.model_dump(mode="json") if t.early_stopping else None,
+            "stopped_early": self.stopped_early,
+            "stopped_at_epoch": self.epoch if self.stopped_early else None,
+            "keep_best": t.keep_best,
+            "best": {**self.best.state_dict(), "file": BEST_WEIGHTS} if self.best and self.best.value is not None
+            else None,
+            "data_limit": self.cfg.data.limit, "data_limit_mode": self.cfg.data.limit_mode if self.cfg.data.limit
+            else None,
+            "log": list(t.log),
+        }
+        return out
+
     def _write_results(self, final: dict[str, float]) -> None:
         """Weights, then summary.json, then the checkpoint's removal, each durable before the next:
         until summary.json is on disk the checkpoint stays, so a kill anywhere here leaves a run that
@@ -504,6 +609,7 @@ class Trainer:
             "backend": self.dist.backend,
             "precision": "bf16" if self.amp_dtype == torch.bfloat16 else "fp32",
             "compile": self.cfg.train.compile,
+            **self._training_options(),
             "channels_last": self.memory_format == torch.channels_last,
             "final_train_loss": last_epoch[-1]["train_loss"] if last_epoch else None,
             "mse": final["mse"], "psnr": final["psnr"], "ssim": final["ssim"],
@@ -520,15 +626,82 @@ class Trainer:
             remove(self.out / name)
 
 
-def _progress(enabled: bool, total: int, done: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def epoch_csv(records: list[dict[str, Any]]) -> str:
+    """The per-epoch records as CSV text, columns in the order they first appear (metrics.jsonl's numbers)."""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[rate]:.0f} img/s"),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), transient=False) \
-        if total > done else None
+
+def _check_tensorboard() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise AelabError("train.log asks for tensorboard, which is not installed; install it with "
+                         "pip install 'aelab[tensorboard]' (or pip install tensorboard), or drop it from train.log")
+
+
+def interactive() -> bool:
+    """Whether someone is watching: stderr is a terminal, or this is a Jupyter/IPython kernel."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console.is_terminal or console.is_jupyter
+
+
+def epoch_line(record: dict[str, Any], epochs: int, seconds: float, best: bool = False) -> str:
+    """One epoch in a line: ``epoch 3/10  step 24  train_loss 0.0213  val_mse 0.0184  ...  1.2 s``."""
+    parts = [f"epoch {record['epoch']}/{epochs}", f"step {record['step']}", f"train_loss {record['train_loss']:.5f}"]
+    for key, fmt in (("val_mse", ".5f"), ("val_psnr", ".2f"), ("val_ssim", ".4f"), ("lr", ".3g")):
+        if key in record:
+            parts.append(f"{key} {record[key]:{fmt}}" + (" dB" if key == "val_psnr" else ""))
+    parts.append(f"{seconds:.1f} s")
+    return "  ".join(parts) + ("  (best)" if best else "")
+
+
+class Feedback:
+    """What a person watching training sees: a line per epoch, and a progress bar (step, epoch, loss, speed)
+    where one can be redrawn in place -- a terminal or Jupyter. In a plain log (stderr redirected) only the
+    epoch lines are printed, so the log does not fill with bar frames."""
+
+    def __init__(self, enabled: bool, name: str, total: int, done: int, epochs: int, per_epoch: int):
+        self.enabled, self.epochs, self.bar, self.task = enabled, epochs, None, None
+        if enabled and total > done and interactive():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), TextColumn("epoch {task.fields[epoch]}/"
+                                f"{epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[rate]:.0f} img/s"),
+                                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.task = self.bar.add_task(name, total=total, completed=done, loss=float("nan"), rate=0.0,
+                                          epoch=done // per_epoch + 1)
+
+    def __enter__(self) -> Feedback:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def step(self, step: int, epoch: int, loss: float, rate: float) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=step, epoch=epoch, loss=loss, rate=rate)
+
+    def epoch(self, record: dict[str, Any], seconds: float, best: bool, stop: str | None) -> None:
+        if not self.enabled:
+            return
+        for line in (epoch_line(record, self.epochs, seconds, best), stop):
+            if line and self.bar:
+                self.bar.console.print(line, markup=False, highlight=False)
+            elif line:
+                print(line, file=sys.stderr, flush=True)
 
 
 def default_out(cfg: Config) -> Path:
@@ -566,8 +739,11 @@ def interrupted_at(trainer: Trainer) -> str:
 
 def train(config: Config | dict[str, Any] | str | Path, out: str | Path | None = None, *,
           overrides: list[str] | None = None, resume: bool = False, force: bool = False,
-          progress: bool = False) -> Run | None:
+          progress: bool | None = None) -> Run | None:
     """Train a model from a config (object, dict or YAML path) into a Run folder and return the Run.
+
+    ``progress`` prints a line per epoch (train loss, validation MSE/PSNR/SSIM, lr, time) to stderr, with a
+    progress bar in a terminal or Jupyter; None: on when someone is watching (``interactive()``).
 
     ``resume`` continues an interrupted run from its last epoch checkpoint;
     ``force`` replaces a Run folder (finished or not), never a folder holding

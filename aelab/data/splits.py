@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from aelab.config import Config, DataConfig, config_from_dict
 from aelab.data.imageset import ImageSet
 from aelab.data.sources import load_images
@@ -42,8 +44,23 @@ def load_for(data: DataConfig, source: str | ImageSet | None = None, labels: str
 def make_splits(data: DataConfig, seed: int) -> Splits:
     full = load_for(data)
     kept = full.select_labels(data.select_labels) if data.select_labels else full
+    kept = limit(kept, data, seed)
     train, val = kept.split(data.val_fraction, seed)
     return Splits(full, train, val)
+
+
+LIMIT_STREAM = 1  # data.limit_mode random draws from its own seeded stream, apart from the split's
+
+
+def limit(images: ImageSet, data: DataConfig, seed: int) -> ImageSet:
+    """The ``data.limit`` images a run uses (the validation split is then taken from them): the first N,
+    or a seeded random N kept in source order; all of them when there are no more than N."""
+    n = data.limit
+    if n is None or n >= len(images):
+        return images
+    if data.limit_mode == "first":
+        return images.subset(np.arange(n))
+    return images.subset(np.sort(np.random.default_rng([seed, LIMIT_STREAM]).choice(len(images), n, replace=False)))
 
 
 def fit_preprocess(cfg: Config) -> Config:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from aelab.cli.common import DATA, JSON, SET, app, console, print_json, table
+from aelab.cli.common import DATA, JSON, SET, WEIGHTS, app, console, print_json, table
 
 KIND = typer.Option("mse", "--score", help="Score kind: mse, l2, l1, ssim, elbo (VAE), latent or combined.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -27,6 +27,7 @@ def score_cmd(
     int8: bool = typer.Option(False, "--int8", help="Linear layers in int8 (CPU): 1.4-2× faster for fcn models, "
                               "scores within ~0.1%."),
     quiet: bool = QUIET,
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Score every image by how badly the run reconstructs it; with labels, ROC AUC and friends."""
@@ -40,7 +41,7 @@ def score_cmd(
     # Launched by torchrun, every process scores a shard; rank 0 alone writes the CSV, maps and report.
     d = distributed.setup(torch.device("cpu"))
     try:
-        r = load_run(run)
+        r = load_run(run, weights=weights)
         res = analyse(r, data, kind, labels=labels, csv=out if d.main else None, batch_size=batch_size,
                       progress=not (quiet or as_json), int8=int8)
         if d.main and maps is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from aelab.cli.common import DATA, JSON, SET, app, console, print_json, table
+from aelab.cli.common import DATA, JSON, SET, WEIGHTS, app, console, print_json, table
 from aelab.errors import AelabError
 
 
@@ -80,6 +80,7 @@ def evaluate(
     quality: bool = typer.Option(None, "--quality/--no-quality", help="Also score generated samples: Fréchet "
                                  "distance and sharpness vs held-out images (default: on for VAE runs)."),
     quality_n: int = typer.Option(1000, "--quality-n", help="Samples and held-out images for --quality."),
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """MSE, PSNR and SSIM of reconstructions (images in [0, 1]); for generative runs, sample quality."""
@@ -87,7 +88,7 @@ def evaluate(
 
     if labels and not data:
         raise AelabError(f"--labels {labels} labels the images of --data; give --data too")
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     images = r.data(data, labels) if data else r.val_data()
     result = {"run": str(run), "data": images.name if data else f"{r.summary.get('evaluated_on', 'val')} split",
               **r.evaluate(images)}
@@ -113,6 +114,7 @@ def reconstruct(
     ids: str = typer.Option("0-7", "--ids", help="Image ids, e.g. 0,5,9 or 0-7."),
     data: str = DATA,
     out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Originals above their reconstructions, each titled with its PSNR."""
@@ -120,7 +122,7 @@ def reconstruct(
     from aelab.figures.run import reconstruction_figure
     from aelab.run import load_run, reconstructions
 
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     rec = reconstructions(r, r.data(data).by_ids(parse_ids(ids)))
     reconstruction_figure(rec.originals, rec.reconstructions, out, ids=rec.ids.tolist(), psnr=rec.psnr,
                           ssim=rec.ssim, title=f"{r.name}: reconstructions")

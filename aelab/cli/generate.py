@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from aelab.cli.common import JSON, app, console, print_json, table
+from aelab.cli.common import JSON, WEIGHTS, app, console, print_json, table
 
 SEED = typer.Option(0, "--seed", help="Seed of the noise stream (same seed, same output).")
 IDS = typer.Option(..., "--ids", help="Image ids (rows of the data source), e.g. 1-5,226-230.")
@@ -25,6 +25,7 @@ def sample(
     components: int = typer.Option(5, "--components", help="Mixture components for --fit gmm."),
     out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
     save: Path = typer.Option(None, "--save", help="Also write the samples to this .npz (images, codes)."),
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Decode codes drawn from a VAE's prior, or from a Gaussian fitted to an autoencoder's codes."""
@@ -33,7 +34,7 @@ def sample(
     from aelab.quality import sharpness
     from aelab.run import load_run
 
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     s = draw(r, n, seed, temperature, fit, components)  # type: ignore[arg-type]
     result = {"figure": str(samples_figure(s, out, r.name)), "run": str(r.path), **s.numbers(),
               "sharpness": float(sharpness(s.images).mean())}
@@ -58,6 +59,7 @@ def augment(
     out: Path = typer.Option(..., "--out", help="aug.npz to write (with --format npy: <stem>_data.npy, ...)."),
     fmt: str = typer.Option("npz", "--format", help="npz (one file, loads as npz:FILE) or npy (data/label files)."),
     figure: Path = typer.Option(None, "--figure", help="Also draw each original beside its variants (.png)."),
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Noisy-code variants of chosen images, saved as data (and labels) for augmentation."""
@@ -69,7 +71,7 @@ def augment(
 
     if fmt not in ("npz", "npy"):
         raise AelabError(f"--format '{fmt}' is not npz or npy")
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     aug = run_augment(r, select(r, ids, data), variants, sigma, seed, mode)  # type: ignore[arg-type]
     written = aug.save(out, fmt)  # type: ignore[arg-type]
     if figure:
@@ -99,6 +101,7 @@ def compare_noise(
     mode: str = MODE,
     data: str = typer.Option(None, "--data", help="Data source the ids refer to (default: run A's own source)."),
     out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """The same noise through two models: original, A's variants, B's variants, per image."""
@@ -107,7 +110,7 @@ def compare_noise(
     from aelab.generate import select
     from aelab.run import load_run
 
-    ra, rb = load_run(run_a), load_run(run_b)
+    ra, rb = load_run(run_a, weights=weights), load_run(run_b, weights=weights)
     aug_a, aug_b, numbers = same_noise(ra, rb, select(ra, ids, data), variants, sigma, seed, mode)  # type: ignore[arg-type]
     result = {"figure": str(same_noise_figure(aug_a, aug_b, numbers, out)), **numbers}
     if as_json:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from aelab.cli.common import DATA, JSON, app, console, print_json, table
+from aelab.cli.common import DATA, JSON, WEIGHTS, app, console, print_json, table
 
 RUN = typer.Argument(..., help="Run folder.")
 OUT = typer.Option(..., "--out", help="Figure to write (.png, .svg or .pdf).")
@@ -42,6 +42,7 @@ def edit(
     sample: bool = typer.Option(False, "--sample", help="VAE: start from a posterior draw, not the mean."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --sample draw."),
     out: Path = OUT,
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Change elements of one image's code and decode: original, reconstruction, edited, difference."""
@@ -49,7 +50,7 @@ def edit(
     from aelab.latent import edit as compute
     from aelab.run import load_run
 
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     img, name = _image(r, image_id, data, image)
     edited = compute(r, img, edits, sample=sample, seed=seed)
     figure = edit_figure(edited, out, f"{r.name}, {name}: latent edits")
@@ -77,6 +78,7 @@ def traverse(
     data: str = DATA,
     image: Path = IMAGE,
     out: Path = OUT,
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """A grid: one row per code element, its value swept while the others stay at the image's code."""
@@ -87,7 +89,7 @@ def traverse(
 
     if dims and top is not None:
         raise AelabError("give --dims or --top, not both")
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     img, name = _image(r, image_id, data, image)
     swept = compute(r, img, dims=dims, top=None if dims is not None else 8 if top is None else top,
                     range=value_range, steps=steps, data=_stats_data(r, data), factors=factors)
@@ -116,6 +118,7 @@ def interpolate(
     mode: str = typer.Option("linear", "--mode", help="linear or slerp (along the sphere between the codes)."),
     data: str = DATA,
     out: Path = OUT,
+    weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Decode codes between two images, the two originals at the ends."""
@@ -128,7 +131,7 @@ def interpolate(
     pair = parse_ids(ids)
     if len(pair) != 2:
         raise AelabError(f"--ids '{ids}': give exactly two different ids, e.g. 3,17")
-    r = load_run(run)
+    r = load_run(run, weights=weights)
     pool = r.data(data)
     a, b = pool.by_ids(pair[:1]), pool.by_ids(pair[1:])
     path = compute(r, a, b, steps=steps, mode=mode)

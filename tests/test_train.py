@@ -174,3 +174,218 @@ def test_minmax_fit_is_fitted_on_the_training_split(tmp_path):
     assert "minmax: fit" not in (run.path / "config.yaml").read_text()
     images = run.splits.train.batch([0, 1, 2, 3])
     np.testing.assert_array_equal(load_run(run.path).encode(images), run.encode(images))
+
+
+# -- training options (issue #15 part 6) ------------------------------------------------------------------------------
+
+def _lrs(schedule_cfg: dict, total: int = 12, per_epoch: int = 4, metrics: list[float] | None = None) -> list[float]:
+    """The lr of each step under a schedule, driven as the loop drives it (epoch metrics for plateau)."""
+    from aelab.config import LRScheduleConfig
+    from aelab.schedule import Schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = Schedule(opt, LRScheduleConfig(**schedule_cfg), 0.1, total, per_epoch)
+    used = []
+    for step in range(1, total + 1):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.after_step(step)
+        if step % per_epoch == 0 and metrics:
+            sched.after_epoch({"step": step, "val_mse": metrics[step // per_epoch - 1]})
+    return used
+
+
+def test_lr_schedules():
+    assert _lrs({}) == [0.1] * 12
+    warm = _lrs({"type": "cosine", "warmup_steps": 4, "min_lr": 0.01})
+    assert warm[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # linear warmup up to lr
+    assert warm[4] == pytest.approx(0.1) and warm[-1] == pytest.approx(0.01)  # cosine from lr to min_lr at the end
+    assert all(a > b for a, b in zip(warm[4:], warm[5:], strict=False))
+    assert _lrs({"type": "step", "step_size": 2, "gamma": 0.5}) == pytest.approx([0.1] * 8 + [0.05] * 4)  # epochs
+    # plateau: the metric stalls after epoch 1; patience 1 cuts after the second epoch without improvement
+    plateau = _lrs({"type": "plateau", "patience": 1, "factor": 0.5}, total=16, metrics=[1.0, 1.0, 1.0, 1.0])
+    assert plateau == pytest.approx([0.1] * 12 + [0.05] * 4)
+
+
+def test_early_stopping_and_keep_best(tmp_path):
+    from aelab.runfolder import foreign_files
+
+    cfg = tiny_config(train={"epochs": 6, "batch_size": 32, "lr": 0.003, "keep_best": "val_psnr",
+                             "early_stopping": {"metric": "val_mse", "patience": 2, "min_delta": 1.0}})
+    run = aelab.train(cfg, out=tmp_path / "es")
+    s = run.summary
+    epochs = [r for r in records(run) if "train_loss" in r]
+    # nothing beats epoch 1 by 1.0: two epochs without improvement, then stop
+    assert s["stopped_early"] is True and s["stopped_at_epoch"] == 3 and len(epochs) == 3 and s["steps"] == 12
+    best = max(epochs, key=lambda r: r["val_psnr"])
+    assert s["best"] == {"metric": "val_psnr", "value": best["val_psnr"], "step": best["step"],
+                         "epoch": best["epoch"], "file": "best.safetensors"}
+    on_best = load_run(run.path, weights="best")
+    assert on_best.weights == "best" and on_best.evaluate()["psnr"] == pytest.approx(best["val_psnr"], abs=1e-4)
+    if best["epoch"] == 3:  # the last epoch was the best: the two files hold the same weights
+        assert all(torch.equal(v, on_best.model.state_dict()[k]) for k, v in run.model.state_dict().items())
+    assert foreign_files(run.path) == []  # --force may replace it
+    with pytest.raises(RunError, match="no best weights"):
+        load_run(aelab.train(tiny_config(), out=tmp_path / "plain").path, weights="best")
+    with pytest.raises(AelabError, match="must be last or best"):
+        load_run(run.path, weights="first")
+
+
+def test_best_weights_are_the_best_epochs(tmp_path, monkeypatch):
+    """best.safetensors holds the weights of the best epoch, not the last, when the metric gets worse."""
+    train_mod = importlib.import_module("aelab.train")
+    original, seen = train_mod.Trainer._epoch_record, {}
+
+    def record(self, train_loss):
+        rec = original(self, train_loss)
+        seen[self.epoch] = {k: v.clone() for k, v in self.model.state_dict().items()}
+        rec["val_mse"] = [0.5, 0.1, 0.3][self.epoch - 1]  # epoch 2 is the best
+        return rec
+
+    monkeypatch.setattr(train_mod.Trainer, "_epoch_record", record)
+    run = aelab.train(tiny_config(train={"epochs": 3, "batch_size": 32, "keep_best": "val_mse"}), out=tmp_path / "b")
+    assert run.summary["best"]["epoch"] == 2 and run.summary["best"]["value"] == 0.1
+    best = load_run(run.path, weights="best").model.state_dict()
+    assert all(torch.equal(best[k], seen[2][k].contiguous()) for k in best)
+    assert not torch.equal(best["encoder.1.weight"], run.model.state_dict()["encoder.1.weight"])
+
+
+def test_grad_clip_and_weight_decay_are_applied_and_recorded(tmp_path):
+    cfg = as_config(tiny_config(train={"epochs": 1, "max_steps": 1, "batch_size": 32, "lr": 0.1, "optimizer": "sgd",
+                                       "momentum": 0.0, "grad_clip": 1e-3, "weight_decay": 0.01}))
+    trainer = Trainer(cfg, tmp_path / "c", progress=False)
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.01
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    run = trainer.fit()
+    after = run.model.state_dict()
+    step = torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before))
+    decay = 0.1 * 0.01 * torch.sqrt(sum((before[k] ** 2).sum() for k in before if "weight" in k or "bias" in k))
+    assert step <= 0.1 * 1e-3 + decay + 1e-6  # lr × the clipped norm, plus the decay's share
+    assert run.summary["grad_clip"] == 1e-3 and run.summary["weight_decay"] == 0.01
+    assert [r["grad_norm"] for r in records(run) if "loss" in r][0] > 1e-3  # logged before the clip
+
+
+def test_metrics_csv_matches_the_log(tmp_path):
+    import csv
+
+    run = aelab.train(tiny_config(train={"epochs": 2, "batch_size": 32, "log": ["csv"]}), out=tmp_path / "l")
+    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
+    epochs = [r for r in records(run) if "train_loss" in r]
+    assert len(rows) == len(epochs) == 2
+    for row, rec in zip(rows, epochs, strict=True):
+        assert row.keys() == rec.keys()
+        assert {k: float(v) for k, v in row.items()} == pytest.approx({k: float(v) for k, v in rec.items()}, rel=1e-12)
+
+
+def test_tensorboard_events_hold_the_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = aelab.train(tiny_config(train={"epochs": 2, "batch_size": 32, "log": ["tensorboard"]}), out=tmp_path / "t")
+    events = EventAccumulator(str(run.path / "tensorboard"))
+    events.Reload()
+    assert {"loss", "train_loss", "val_mse", "val_psnr", "val_ssim", "lr"} <= set(events.Tags()["scalars"])
+    epochs = [r for r in records(run) if "train_loss" in r]
+    got = [(e.step, e.value) for e in events.Scalars("val_mse")]
+    assert got == [(r["step"], pytest.approx(r["val_mse"], rel=1e-6)) for r in epochs]
+    assert len(events.Scalars("loss")) == run.summary["steps"]
+
+
+def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else
+                        find_spec(name, *a))
+    with pytest.raises(AelabError, match=r"tensorboard, which is not installed; install it with pip install "
+                                         r"'aelab\[tensorboard\]'"):
+        aelab.train(tiny_config(train={"log": ["tensorboard"]}), out=tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+# -- feedback (part 5) -------------------------------------------------------------------------------------------------
+
+def test_progress_in_a_plain_log_prints_epoch_lines_only(tmp_path, capsys):
+    aelab.train(tiny_config(), out=tmp_path / "quiet")  # progress=None: nobody watching pytest's captured stderr
+    assert capsys.readouterr().err == ""
+    aelab.train(tiny_config(), out=tmp_path / "p", progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2  # no bar frames in a log
+    assert lines[0].startswith("epoch 1/2  step 4  train_loss ") and "val_psnr" in lines[0] and " dB" in lines[0]
+    assert lines[1].startswith("epoch 2/2  step 8  ") and lines[1].endswith(" s")
+
+
+def test_epoch_line_with_early_stop_message(tmp_path, capsys):
+    cfg = tiny_config(train={"epochs": 5, "batch_size": 32, "early_stopping": {"patience": 1, "min_delta": 1.0}})
+    aelab.train(cfg, out=tmp_path / "p", progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and err[-1].startswith("early stopping: val_mse did not improve on ")
+    assert err[-1].endswith("for 1 epoch(s); stopped after epoch 2")
+
+
+# -- part of the data, the cores (part 7) ------------------------------------------------------------------------------
+
+def test_data_limit_first_and_random(tmp_path):
+    from aelab.config import config_from_dict
+    from aelab.data.splits import make_splits
+
+    def ids(**data):
+        faces = {"source": "builtin:faces?n=160&size=16", "val_fraction": 0.25}
+        cfg = config_from_dict(tiny_config(data={**faces, **data}))
+        s = make_splits(cfg.data, cfg.seed)
+        return sorted([*s.train.ids, *s.val.ids]), len(s.train), len(s.val)
+
+    assert ids(limit=40) == (list(range(40)), 30, 10)  # the validation split comes out of the limited set
+    picked, n_train, n_val = ids(limit=40, limit_mode="random")
+    assert (n_train, n_val) == (30, 10) and picked != list(range(40)) and max(picked) >= 40
+    assert ids(limit=40, limit_mode="random")[0] == picked  # seeded
+    assert ids(limit=1000)[0] == list(range(160))  # more than there are: all of them
+    run = aelab.train(tiny_config(data={"source": "builtin:faces?n=160&size=16", "val_fraction": 0.25, "limit": 40}),
+                      out=tmp_path / "lim")
+    assert run.summary["n_train"] == 30 and run.summary["data_limit"] == 40
+    assert run.summary["data_limit_mode"] == "first"
+
+
+def test_unknown_keys_suggest_the_closest():
+    from aelab.config import config_from_dict
+    from aelab.errors import ConfigError
+
+    for raw, hint in [({"data": {"limitt": 5}}, "'limit'"), ({"train": {"limit": 5}}, "'data.limit'"),
+                      ({"train": {"lr_schedule": {"warmup": 5}}}, "'warmup_steps'"),
+                      ({"data": {"epochs": 5}}, "'train.epochs'")]:
+        with pytest.raises(ConfigError, match=f"did you mean {hint}"):
+            config_from_dict(raw)
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        config_from_dict(tiny_config(data={"val_fraction": 0}, train={"early_stopping": {"patience": 2}}))
+
+
+def test_threads_option(tmp_path, capsys):
+    from aelab.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(tiny_config(train={"epochs": 1, "batch_size": 32})))
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["train", str(cfg), "--out", str(tmp_path / "r"), "--threads", "1", "--json"])
+    finally:
+        torch.set_num_threads(before)
+    assert exc.value.code == 0
+    assert json.loads(capsys.readouterr().out)["threads"] == 1
+    assert load_run(tmp_path / "r").config.train.threads == 1
+
+
+def test_weights_option_on_the_cli(tmp_path, capsys):
+    from aelab.cli import main
+
+    run = aelab.train(tiny_config(train={"epochs": 2, "batch_size": 32, "keep_best": "val_mse"}), out=tmp_path / "r")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(run.path), "--weights", "best", "--json"])
+    assert exc.value.code == 0
+    assert json.loads(capsys.readouterr().out)["mse"] == pytest.approx(run.summary["best"]["value"], abs=1e-6)
+    plain = aelab.train(tiny_config(), out=tmp_path / "plain")
+    with pytest.raises(SystemExit) as exc:
+        main(["reconstruct", str(plain.path), "--weights", "best", "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "no best weights" in err and len(err.strip().splitlines()) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +19,7 @@ JSON = typer.Option(False, "--json", help="Print the results as JSON.")
 SET = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=5 (repeatable).")
 DATA = typer.Option(None, "--data", help="Data source (default: the run's validation split).")
 WEIGHTS = typer.Option("last", "--weights", help="The run's weights to use: last (training's end) or best "
-                       "(the best epoch's, kept by train.keep_best).", click_type=click.Choice(["last", "best"]))
+                       "(the best epoch's, kept by train.keep_best).")
 
 
 def print_json(obj: Any) -> None:

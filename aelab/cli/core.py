@@ -20,12 +20,16 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Replace the run folder's run (finished or not); a folder "
                                "holding anything aelab did not write is refused."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no per-epoch lines."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch (train.threads; default: "
+                                "all cores). Give each of several jobs sharing a machine its part of the cores."),
     as_json: bool = JSON,
 ) -> None:
-    """Train a model from CONFIG into a Run folder."""
+    """Train a model from CONFIG into a Run folder; a line per epoch on stderr (a progress bar in a terminal)."""
     from aelab import train as train_run
 
+    if threads:
+        overrides = [*(overrides or []), f"train.threads={threads}"]
     try:
         run = train_run(config, out, overrides=overrides, resume=resume, force=force,
                         progress=not (quiet or as_json))  # the facade: trains, then draws figures/loss.png

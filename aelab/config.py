@@ -101,7 +101,7 @@ class LRScheduleConfig(Strict):
     """The learning rate over a run: ``warmup_steps`` linear steps from lr/warmup_steps up to ``lr``, then
     ``constant``; ``cosine`` down to ``min_lr`` at the run's last step; ``step``: times ``gamma`` every
     ``step_size`` epochs; ``plateau``: times ``factor`` (not below ``min_lr``) after ``patience`` epochs
-    without improvement of ``metric``."""
+    in which ``metric`` did not beat its best by more than ``min_delta``."""
 
     type: Literal["constant", "cosine", "step", "plateau"] = "constant"
     warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warmup")
@@ -111,6 +111,7 @@ class LRScheduleConfig(Strict):
     metric: Metric = "val_mse"
     patience: int = Field(2, ge=0, description="plateau: epochs without improvement before a cut")
     factor: float = Field(0.1, gt=0, lt=1, description="plateau: the cut")
+    min_delta: float = Field(0.0, ge=0, description="plateau: how much better than the best an epoch must be")
 
 
 class EarlyStoppingConfig(Strict):

@@ -33,7 +33,7 @@ class Schedule:
         if cfg.type == "plateau":
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="max" if higher_is_better(cfg.metric) else "min", factor=cfg.factor,
-                patience=cfg.patience, min_lr=cfg.min_lr)
+                patience=cfg.patience, min_lr=cfg.min_lr, threshold=cfg.min_delta, threshold_mode="abs")
 
     def factor(self, done: int) -> float:
         """The multiple of ``train.lr`` for the step after ``done`` steps (plateau cuts aside)."""

@@ -279,3 +279,68 @@ def test_old_two_file_checkpoints_and_other_versions_are_refused(cut):
     save_tensors(out / CHECKPOINT, tensors, metadata={**header, "version": "3"})
     with pytest.raises(RunError, match="checkpoint format version 3; this aelab reads version 2"):
         aelab.train(cfg, out=out, resume=True)
+
+
+# -- the training options keep the property: state in the checkpoint, resumed == uninterrupted ----------------------
+
+OPTIONS = {
+    "cosine-warmup": {"lr_schedule": {"type": "cosine", "warmup_steps": 6, "min_lr": 1e-4}, "grad_clip": 0.5},
+    # plateau cutting every epoch without improvement, early stopping and the best weights, all in one run
+    "plateau": {"lr_schedule": {"type": "plateau", "metric": "val_ssim", "patience": 0, "factor": 0.5,
+                                "min_delta": 1.0},
+                "early_stopping": {"metric": "val_ssim", "patience": 2, "min_delta": 1.0}, "keep_best": "val_psnr",
+                "log": ["csv"]},
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_resumed_after_epoch_1_equals_uninterrupted_with_options(name, tmp_path, monkeypatch):
+    train_mod = importlib.import_module("aelab.train")
+    cfg = {**CFG, "train": {**CFG["train"], **OPTIONS[name]}}
+    ref = aelab.train(cfg, out=tmp_path / "ref")
+    assert ref.summary["final_lr"] < cfg["train"]["lr"]  # the schedule did change the rate
+    assert ref.summary["stopped_early"] == ("early_stopping" in cfg["train"])  # after epoch 3 of 4
+    original = train_mod.Trainer._save_checkpoint
+
+    def stop(self):
+        original(self)
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod.Trainer, "_save_checkpoint", stop)
+    with pytest.raises(KeyboardInterrupt):
+        aelab.train(cfg, out=tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = aelab.train(cfg, out=tmp_path / "cut", resume=True)
+    _assert_same_run(resumed.path, ref.path)
+    _assert_same_best(resumed.path, ref.path)
+    assert _read(resumed.path / "metrics.csv") == _read(ref.path / "metrics.csv")
+    keys = ("final_lr", "stopped_early", "stopped_at_epoch", "best", "steps")
+    assert {k: resumed.summary[k] for k in keys} == {k: ref.summary[k] for k in keys}
+
+
+def test_kill_after_the_best_weights_before_the_checkpoint(tmp_path):
+    """best.safetensors is written before the epoch's checkpoint: a kill between the two redoes the epoch."""
+    cfg_dict = {**CFG, "train": {**CFG["train"], "keep_best": "val_mse"}}
+    cfg = tmp_path / "best.yaml"
+    cfg.write_text(yaml.safe_dump(cfg_dict))
+    assert _run(cfg, tmp_path / "ref", resume=False)[0] == 0
+    out = tmp_path / "run"
+    _kill_at(cfg, out, resume=False, point="best-after-replace@2")
+    assert _checkpoint_epoch(out) == 1 and (out / "best.safetensors").exists()
+    code, log = _run(cfg, out, resume=True)
+    assert code == 0, log
+    _assert_same_run(out, tmp_path / "ref")
+    _assert_same_best(out, tmp_path / "ref")
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+def _assert_same_best(out: Path, ref: Path) -> None:
+    """The same best weights (safetensors' header order varies from write to write, so tensors, not bytes)."""
+    assert (out / "best.safetensors").exists() == (ref / "best.safetensors").exists()
+    if (ref / "best.safetensors").exists():
+        got, want = load_tensors(out / "best.safetensors"), load_tensors(ref / "best.safetensors")
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -47,8 +47,7 @@ from aelab.limits import check_model_fits
 from aelab.metrics import reconstruction_metrics
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
-from aelab.runfolder import BEST_WEIGHTS
-from aelab.runfolder import CHECKPOINT, CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: F401 -- re-exported for callers
+from aelab.runfolder import BEST_WEIGHTS, CHECKPOINT, CONFIG, FIGURES, METRICS, SUMMARY, WEIGHTS  # noqa: F401 -- re-exported for callers
 
 WEIGHT_CHOICES = {"last": WEIGHTS, "best": BEST_WEIGHTS}
 """Which weights of a run to use: those training ended with, or the best epoch's (train.keep_best)."""

@@ -119,15 +119,14 @@ class CodeStats:
 
 
 def weights_hash(run: Run) -> str:
-    """sha256 of the run's ``model.safetensors``, read once per Run (kept in ``run.cache``)."""
+    """sha256 of the weights file the Run loaded (``model.safetensors``, or ``best.safetensors`` for
+    ``weights="best"``), read once per Run (kept in ``run.cache``)."""
     key = ("weights_sha256",)
     if key not in run.cache:
         import hashlib
 
-        from aelab.runfolder import WEIGHTS
-
         h = hashlib.sha256()
-        with open(run.path / WEIGHTS, "rb") as fh:
+        with open(run.weights_file, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
         run.cache[key] = h.hexdigest()

@@ -185,6 +185,8 @@ class Run:
         if weights not in WEIGHT_CHOICES:
             raise AelabError(f"weights '{weights}': must be last or best")
         self.weights = weights
+        self.weights_file = self.path / WEIGHT_CHOICES[weights]
+        """The file the model's weights came from (what caches of computed results are keyed on)."""
         if not self.path.is_dir():
             raise RunError(f"run folder not found: {self.path}")
         if not (self.path / SUMMARY).exists():
@@ -218,7 +220,7 @@ class Run:
         if weights == "best" and not (self.path / BEST_WEIGHTS).exists():
             raise RunError(f"{self.path}: no best weights ({BEST_WEIGHTS}); train with train.keep_best set "
                            f"(e.g. val_mse) to keep them, or use the last weights")
-        load_weights(self.model, self.path / WEIGHT_CHOICES[weights])
+        load_weights(self.model, self.weights_file)
         self.memory_format = memory_format_for(self.model)
         self.model.to(self.device, memory_format=self.memory_format).eval()
         self.cache: dict[Any, Any] = {}

@@ -248,6 +248,9 @@ def test_best_weights_are_the_best_epochs(tmp_path, monkeypatch):
     best = load_run(run.path, weights="best").model.state_dict()
     assert all(torch.equal(best[k], seen[2][k].contiguous()) for k in best)
     assert not torch.equal(best["encoder.1.weight"], run.model.state_dict()["encoder.1.weight"])
+    from aelab.codestats import weights_hash  # cached code statistics are keyed on the weights actually loaded
+
+    assert weights_hash(load_run(run.path, weights="best")) != weights_hash(load_run(run.path))
 
 
 def test_grad_clip_and_weight_decay_are_applied_and_recorded(tmp_path):

@@ -63,3 +63,15 @@ def tiny_run(trained):
 @pytest.fixture(scope="session")
 def tiny_vae_run(trained):
     return trained(tiny_config(model={"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests: the CI box has 2 shared cores, and tests that time or
+    compare decodes should not depend on how busy the other core is."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.spatial.distance import mahalanobis
 
 import aelab
@@ -20,12 +19,7 @@ from aelab.generate import augment, latent_prior, sample
 SOURCE = "builtin:faces?n=120&size=16&anomaly_fraction=0.25"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import aelab
 from aelab.cli import main
@@ -30,13 +29,7 @@ from aelab.quality import FeatureExtractor, feature_run, frechet_distance, gener
 SOURCE = "builtin:faces?n=200&size=16&anomaly_fraction=0.3"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI box has 2 shared cores; one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(name: str, model: dict) -> dict:

@@ -18,6 +18,9 @@ checkpoint, so running the same sweep again completes it. The sweep folder
 then holds ``sweep.yaml`` (what was run), ``table.csv``/``table.md`` (one row
 per run); ``aelab sweep`` (through ``aelab.analyse.sweep_figures``) adds ``losses.png`` and, when the
 runs differ in code size, ``latent.png``, drawn by ``aelab.figures.sweep``.
+
+One module (~550 lines) for one job: reading a sweep file, running its variants and
+tabulating them share the variant naming and the folder layout; the figures are elsewhere.
 """
 
 from __future__ import annotations
@@ -265,7 +268,8 @@ def run_state(folder: Path, cfg: Config) -> str:
         except AelabError:
             same = False
         return "done" if same else "different"
-    from aelab.train import CHECKPOINT, CHECKPOINT_META, read_checkpoint
+    from aelab.checkpoint import read_checkpoint
+    from aelab.runfolder import CHECKPOINT, CHECKPOINT_META
 
     if (folder / CHECKPOINT).exists() and not (folder / CHECKPOINT_META).exists():
         try:

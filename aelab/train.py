@@ -15,18 +15,19 @@ weights.
 Under torchrun the same loop runs in every process (see ``aelab.distributed``):
 each rank takes its part of every global batch, DistributedDataParallel
 averages the gradients, and rank 0 alone writes the folder and the log.
+
+Longer than the other modules (~640 lines) because the Trainer is one object whose folder,
+checkpoint and loop share state; the checkpoint file format is in ``aelab.checkpoint``,
+the progress and per-epoch lines in ``aelab.feedback``, the schedules in ``aelab.schedule``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
 import platform
 import shlex
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -39,12 +40,14 @@ import torch
 import aelab
 from aelab import distributed, runfolder
 from aelab.allocator import keep_freed_memory
+from aelab.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, log_lines, read_checkpoint, read_log
 from aelab.config import Config, as_config
 from aelab.data.batches import ReadAhead, epoch_batches, epoch_order, model_batches, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, make_splits
 from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError, TrainingInterrupted
+from aelab.feedback import Feedback, check_tensorboard, epoch_csv, interactive
 from aelab.io import atomic_write, dumps_json, remove, remove_stray_temps, save_tensors, write_json
 from aelab.limits import check_training
 from aelab.models import Autoencoder, create_model
@@ -62,64 +65,6 @@ from aelab.runfolder import (
     WEIGHTS,
 )
 from aelab.schedule import Best, EarlyStopping, Schedule
-
-# The checkpoint is one safetensors file (runfolder.CHECKPOINT); runfolder.CHECKPOINT_META is the second
-# file of the older two-file format, kept only to refuse such folders on --resume.
-CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "aelab-checkpoint", "2"
-_META_KEYS = ("epoch", "step", "elapsed_s", "images_seen", "world_size", "param_groups", "optim_scalars", "config")
-
-
-def read_checkpoint(path: Path, tensors: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """A checkpoint's meta (from the safetensors metadata) and, with ``tensors``, its tensors.
-    Anything unreadable, truncated or not an aelab checkpoint of this version is a RunError naming the file."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            header = fh.metadata() or {}
-            found = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}  # noqa: SIM118 -- not a dict
-    except FileNotFoundError:
-        raise RunError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # safetensors has its own error types for truncated or corrupt files
-        raise RunError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
-                       f"the run cannot be resumed, retrain it with --force") from None
-    if header.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path}: not an aelab checkpoint (no '{CHECKPOINT_FORMAT}' format in its metadata)")
-    if header.get("version") != CHECKPOINT_VERSION:
-        raise RunError(f"{path}: checkpoint format version {header.get('version')}; this aelab reads version "
-                       f"{CHECKPOINT_VERSION}; retrain with --force")
-    try:
-        meta = json.loads(header["meta"])
-    except (KeyError, json.JSONDecodeError):
-        raise RunError(f"{path}: the checkpoint's metadata is not valid JSON") from None
-    missing = [k for k in _META_KEYS if k not in meta]
-    if missing:
-        raise RunError(f"{path}: the checkpoint's metadata lacks {', '.join(missing)}")
-    return meta, found
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of metrics.jsonl. A torn last line (a kill in the middle of writing it) is
-    dropped; a bad line anywhere else is a RunError naming the file and line."""
-    return [rec for _, rec in _log_lines(path)]
-
-
-def _log_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    lines = path.read_text().splitlines()
-    records = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
-                raise ValueError
-        except ValueError:
-            if i == len(lines) - 1:
-                break
-            raise RunError(f"{path}: line {i + 1} is not a log record") from None
-        records.append((line, rec))
-    return records
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -171,7 +116,7 @@ class Trainer:
     def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool | None = None,
                  dist: distributed.Dist | None = None):
         if "tensorboard" in cfg.train.log:
-            _check_tensorboard()
+            check_tensorboard()
         cfg = fit_preprocess(cfg)  # `minmax: fit` steps get their values from the training split
         self.cfg, self.out, self.progress = cfg, out, interactive() if progress is None else progress
         self.dist = dist or distributed.joined()
@@ -316,7 +261,7 @@ class Trainer:
             raise RunError(f"{out}: --resume with a config that differs from the one the run started with")
         self._check_checkpoint(meta, tensors)
         # drop log records written after the checkpoint (they will be written again) and a torn last line
-        kept_lines = [(ln, r) for ln, r in _log_lines(out / METRICS) if r["step"] <= meta["step"]]
+        kept_lines = [(ln, r) for ln, r in log_lines(out / METRICS) if r["step"] <= meta["step"]]
         kept = [r for _, r in kept_lines]
         steps = [r["step"] for r in kept if "loss" in r]
         epochs = [r["epoch"] for r in kept if "train_loss" in r]
@@ -624,84 +569,6 @@ class Trainer:
         write_json(self.out / SUMMARY, summary)
         for name in (CHECKPOINT, CHECKPOINT_META):
             remove(self.out / name)
-
-
-def epoch_csv(records: list[dict[str, Any]]) -> str:
-    """The per-epoch records as CSV text, columns in the order they first appear (metrics.jsonl's numbers)."""
-    columns = list(dict.fromkeys(k for r in records for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
-
-
-def _check_tensorboard() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        raise AelabError("train.log asks for tensorboard, which is not installed; install it with "
-                         "pip install 'aelab[tensorboard]' (or pip install tensorboard), or drop it from train.log")
-
-
-def interactive() -> bool:
-    """Whether someone is watching: stderr is a terminal, or this is a Jupyter/IPython kernel."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    return console.is_terminal or console.is_jupyter
-
-
-def epoch_line(record: dict[str, Any], epochs: int, seconds: float, best: bool = False) -> str:
-    """One epoch in a line: ``epoch 3/10  step 24  train_loss 0.0213  val_mse 0.0184  ...  1.2 s``."""
-    parts = [f"epoch {record['epoch']}/{epochs}", f"step {record['step']}", f"train_loss {record['train_loss']:.5f}"]
-    for key, fmt in (("val_mse", ".5f"), ("val_psnr", ".2f"), ("val_ssim", ".4f"), ("lr", ".3g")):
-        if key in record:
-            parts.append(f"{key} {record[key]:{fmt}}" + (" dB" if key == "val_psnr" else ""))
-    parts.append(f"{seconds:.1f} s")
-    return "  ".join(parts) + ("  (best)" if best else "")
-
-
-class Feedback:
-    """What a person watching training sees: a line per epoch, and a progress bar (step, epoch, loss, speed)
-    where one can be redrawn in place -- a terminal or Jupyter. In a plain log (stderr redirected) only the
-    epoch lines are printed, so the log does not fill with bar frames."""
-
-    def __init__(self, enabled: bool, name: str, total: int, done: int, epochs: int, per_epoch: int):
-        self.enabled, self.epochs, self.bar, self.task = enabled, epochs, None, None
-        if enabled and total > done and interactive():
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("[bold]{task.description}"), TextColumn("epoch {task.fields[epoch]}/"
-                                f"{epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[rate]:.0f} img/s"),
-                                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=False)
-            self.task = self.bar.add_task(name, total=total, completed=done, loss=float("nan"), rate=0.0,
-                                          epoch=done // per_epoch + 1)
-
-    def __enter__(self) -> Feedback:
-        if self.bar:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar:
-            self.bar.stop()
-
-    def step(self, step: int, epoch: int, loss: float, rate: float) -> None:
-        if self.bar:
-            self.bar.update(self.task, completed=step, epoch=epoch, loss=loss, rate=rate)
-
-    def epoch(self, record: dict[str, Any], seconds: float, best: bool, stop: str | None) -> None:
-        if not self.enabled:
-            return
-        for line in (epoch_line(record, self.epochs, seconds, best), stop):
-            if line and self.bar:
-                self.bar.console.print(line, markup=False, highlight=False)
-            elif line:
-                print(line, file=sys.stderr, flush=True)
 
 
 def default_out(cfg: Config) -> Path:

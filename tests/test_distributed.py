@@ -17,11 +17,11 @@ import yaml
 
 import aelab
 from aelab import distributed
+from aelab.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint
 from aelab.data.batches import epoch_batches, epoch_order, shard_batch, steps_per_epoch
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, RunError
 from aelab.io import load_tensors, save_tensors
-from aelab.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint
 
 VENV = Path(sys.executable).parent
 TORCHRUN = str(VENV / "torchrun")

@@ -24,9 +24,10 @@ from conftest import tiny_config
 from safetensors import safe_open
 
 import aelab
+from aelab.checkpoint import read_checkpoint
 from aelab.errors import RunError
 from aelab.io import load_tensors, save_tensors
-from aelab.train import CHECKPOINT, read_checkpoint
+from aelab.runfolder import CHECKPOINT
 
 # 4 epochs of 8 steps: four checkpoints to be killed around
 CFG = tiny_config(train={"epochs": 4, "batch_size": 16, "lr": 0.003, "threads": 1})

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1] / "aelab"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("aelab.errors", "aelab.io", "aelab.limits", "aelab.config", "aelab.allocator", "aelab.distributed",
               "aelab.metrics", "aelab.cards", "aelab.data", "aelab.models", "aelab._testhooks")),
-    ("run", ("aelab.runfolder", "aelab.run", "aelab.schedule", "aelab.train", "aelab.manifest")),
+    ("run", ("aelab.runfolder", "aelab.run", "aelab.schedule", "aelab.checkpoint", "aelab.feedback", "aelab.train",
+             "aelab.manifest")),
     ("analyses", ("aelab.codestats", "aelab.edits", "aelab.latent", "aelab.generate", "aelab.anomaly",
                   "aelab.quality", "aelab.oneclass", "aelab.sweep", "aelab.info")),
     ("figures", ("aelab.figures",)),

@@ -1,0 +1,93 @@
+"""What a training run tells the person watching: a line per epoch, a progress bar in a
+terminal or a notebook, and the per-epoch CSV beside ``metrics.jsonl``.
+
+Kept apart from the loop so ``aelab.train`` reads as the loop; nothing here changes
+what is trained.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from typing import Any
+
+from aelab.errors import AelabError
+
+
+def epoch_csv(records: list[dict[str, Any]]) -> str:
+    """The per-epoch records as CSV text, columns in the order they first appear (metrics.jsonl's numbers)."""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def check_tensorboard() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise AelabError("train.log asks for tensorboard, which is not installed; install it with "
+                         "pip install 'aelab[tensorboard]' (or pip install tensorboard), or drop it from train.log")
+
+
+def interactive() -> bool:
+    """Whether someone is watching: stderr is a terminal, or this is a Jupyter/IPython kernel."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console.is_terminal or console.is_jupyter
+
+
+def epoch_line(record: dict[str, Any], epochs: int, seconds: float, best: bool = False) -> str:
+    """One epoch in a line: ``epoch 3/10  step 24  train_loss 0.0213  val_mse 0.0184  ...  1.2 s``."""
+    parts = [f"epoch {record['epoch']}/{epochs}", f"step {record['step']}", f"train_loss {record['train_loss']:.5f}"]
+    for key, fmt in (("val_mse", ".5f"), ("val_psnr", ".2f"), ("val_ssim", ".4f"), ("lr", ".3g")):
+        if key in record:
+            parts.append(f"{key} {record[key]:{fmt}}" + (" dB" if key == "val_psnr" else ""))
+    parts.append(f"{seconds:.1f} s")
+    return "  ".join(parts) + ("  (best)" if best else "")
+
+
+class Feedback:
+    """What a person watching training sees: a line per epoch, and a progress bar (step, epoch, loss, speed)
+    where one can be redrawn in place -- a terminal or Jupyter. In a plain log (stderr redirected) only the
+    epoch lines are printed, so the log does not fill with bar frames."""
+
+    def __init__(self, enabled: bool, name: str, total: int, done: int, epochs: int, per_epoch: int):
+        self.enabled, self.epochs, self.bar, self.task = enabled, epochs, None, None
+        if enabled and total > done and interactive():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), TextColumn("epoch {task.fields[epoch]}/"
+                                f"{epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[rate]:.0f} img/s"),
+                                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.task = self.bar.add_task(name, total=total, completed=done, loss=float("nan"), rate=0.0,
+                                          epoch=done // per_epoch + 1)
+
+    def __enter__(self) -> Feedback:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def step(self, step: int, epoch: int, loss: float, rate: float) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=step, epoch=epoch, loss=loss, rate=rate)
+
+    def epoch(self, record: dict[str, Any], seconds: float, best: bool, stop: str | None) -> None:
+        if not self.enabled:
+            return
+        for line in (epoch_line(record, self.epochs, seconds, best), stop):
+            if line and self.bar:
+                self.bar.console.print(line, markup=False, highlight=False)
+            elif line:
+                print(line, file=sys.stderr, flush=True)

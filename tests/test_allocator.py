@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+import aelab.train  # noqa: F401  the heap layout training has (a bare `import aelab` is lazy and leaves another)
 from aelab import allocator
 from aelab.allocator import keep_freed_memory
 
@@ -30,6 +31,7 @@ SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from test_allocator import page_faults_of
+import aelab.train  # the process as training has it (import aelab alone is lazy and leaves another heap layout)
 from aelab.allocator import keep_freed_memory
 
 def resident_mib():

@@ -5,6 +5,7 @@ Fréchet distance / sharpness figures of merit."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -277,11 +278,15 @@ def test_generation_quality_writes_json_and_reuses_the_feature_net(ae: aelab.Run
         assert np.isfinite(q[key]) and q[key] >= 0, key
     net_dir = vae.path / q["feature_net"]["path"]
     weights = (net_dir / "model.safetensors").read_bytes()
-    # a second evaluation reuses it; a sibling run on the same data copies it instead of training
+    # a second evaluation reuses it; a sibling run (same parent folder) on the same data copies it
+    # instead of training: the copy is byte-identical (a retrained net's safetensors header may not be)
     assert generation_quality(vae, n=30)["fd_generated"] == pytest.approx(q["fd_generated"])
+    sibling = vae.path.parent / "sibling"
+    shutil.copytree(vae.path, sibling, ignore=shutil.ignore_patterns("quality*", "codestats-*"))
+    qs = generation_quality(aelab.load_run(sibling), n=30)
+    assert (sibling / qs["feature_net"]["path"] / "model.safetensors").read_bytes() == weights
     qa = generation_quality(ae, n=30)
     assert qa["feature_net"]["hash"] == q["feature_net"]["hash"]
-    assert (ae.path / qa["feature_net"]["path"] / "model.safetensors").read_bytes() == weights
     assert qa["fd_train_vs_held_out"] == pytest.approx(q["fd_train_vs_held_out"])  # same real images, same net
     feats = FeatureExtractor(feature_run(vae))(vae.splits.full.batch(slice(0, 5)))
     assert feats.shape == (5, 16 + 32 + 64 + 32)

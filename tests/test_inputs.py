@@ -135,9 +135,9 @@ def test_memory_estimates_refuse_before_allocating(tmp_path):
 
 def test_seed_bounds_bools_nan_and_encoding(tmp_path):
     assert config_from_dict({"seed": 2**32 - 1}).seed == 2**32 - 1
-    for bad in ("seed=99999999999999999999999", "seed=-1", "seed=true"):
+    for override in ("seed=99999999999999999999999", "seed=-1", "seed=true"):
         with pytest.raises(ConfigError, match="config key 'seed'"):
-            config_from_dict({}, [bad])
+            config_from_dict({}, [override])
     for bad, key in (("train.lr=true", "train.lr"), ("train.epochs=true", "train.epochs"),
                      ("model.hidden=[true]", "model.hidden"), ("data.range=[false, true]", "data.range")):
         with pytest.raises(ConfigError, match=f"'{key}' = .*must be a number, not true/false"):
@@ -376,18 +376,8 @@ def test_id_lists_work_or_fail_cleanly(text):
 
 # -- the command line ------------------------------------------------------------------------------
 
-def aelab_cli(*args, cwd=None):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "aelab", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
-
-
-def bad(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+from test_cli import aelab as aelab_cli  # noqa: E402  the CLI in a subprocess, and its one-line-error check
+from test_cli import bad  # noqa: E402
 
 
 @pytest.mark.slow

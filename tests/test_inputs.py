@@ -138,10 +138,10 @@ def test_seed_bounds_bools_nan_and_encoding(tmp_path):
     for override in ("seed=99999999999999999999999", "seed=-1", "seed=true"):
         with pytest.raises(ConfigError, match="config key 'seed'"):
             config_from_dict({}, [override])
-    for bad, key in (("train.lr=true", "train.lr"), ("train.epochs=true", "train.epochs"),
+    for override, key in (("train.lr=true", "train.lr"), ("train.epochs=true", "train.epochs"),
                      ("model.hidden=[true]", "model.hidden"), ("data.range=[false, true]", "data.range")):
         with pytest.raises(ConfigError, match=f"'{key}' = .*must be a number, not true/false"):
-            config_from_dict({}, [bad])
+            config_from_dict({}, [override])
     assert config_from_dict({}, ["train.compile=true"]).train.compile is True  # real bools still work
     with pytest.raises(ConfigError, match="finite"):
         config_from_dict({}, ["train.lr=.nan"])

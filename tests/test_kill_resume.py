@@ -180,23 +180,27 @@ def test_random_kills_then_resume(reference, tmp_path):
 
 # -- a checkpoint that does not hold together is refused, in one line naming the file --------------------------------
 
-@pytest.fixture()
-def cut(reference, tmp_path, monkeypatch) -> tuple[Path, Path]:
-    """A run stopped after its second checkpoint."""
+def stop_after_epoch(cfg: dict, out: Path, epoch: int, monkeypatch) -> None:
+    """Train ``cfg`` into ``out`` and interrupt it right after the checkpoint of ``epoch``."""
     train_mod = importlib.import_module("aelab.train")
-
-    cfg, _ = reference
     original = train_mod.Trainer._save_checkpoint
 
     def stop(self):
         original(self)
-        if self.epoch == 2:
+        if self.epoch == epoch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train_mod.Trainer, "_save_checkpoint", stop)
     with pytest.raises(KeyboardInterrupt):
-        aelab.train(cfg, out=tmp_path / "cut")
+        aelab.train(cfg, out=out)
     monkeypatch.undo()
+
+
+@pytest.fixture()
+def cut(reference, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A run stopped after its second checkpoint."""
+    cfg, _ = reference
+    stop_after_epoch(cfg, tmp_path / "cut", 2, monkeypatch)
     return cfg, tmp_path / "cut"
 
 
@@ -283,22 +287,11 @@ OPTIONS = {
 
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_resumed_after_epoch_1_equals_uninterrupted_with_options(name, tmp_path, monkeypatch):
-    train_mod = importlib.import_module("aelab.train")
     cfg = {**CFG, "train": {**CFG["train"], **OPTIONS[name]}}
     ref = aelab.train(cfg, out=tmp_path / "ref")
     assert ref.summary["final_lr"] < cfg["train"]["lr"]  # the schedule did change the rate
     assert ref.summary["stopped_early"] == ("early_stopping" in cfg["train"])  # after epoch 3 of 4
-    original = train_mod.Trainer._save_checkpoint
-
-    def stop(self):
-        original(self)
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_mod.Trainer, "_save_checkpoint", stop)
-    with pytest.raises(KeyboardInterrupt):
-        aelab.train(cfg, out=tmp_path / "cut")
-    monkeypatch.undo()
+    stop_after_epoch(cfg, tmp_path / "cut", 1, monkeypatch)
     resumed = aelab.train(cfg, out=tmp_path / "cut", resume=True)
     _assert_same_run(resumed.path, ref.path)
     _assert_same_best(resumed.path, ref.path)

@@ -102,7 +102,7 @@ def parse_edit(text: str, size: int) -> Edit:
             raise AelabError(f"edit '{raw}': cannot read '{part}'; write INDEX OP NUMBER with OP one of "
                              f"{' '.join(OPS)}, INDEX a number, a range a:b or 'all' (code of {size} elements)")
         value = float(m["value"])
-        if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+        if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
             raise AelabError(f"edit '{raw}': {m['value']} is too large for a float32 code (code of {size} elements)")
         if m["op"] == "/=" and value == 0:
             raise AelabError(f"edit '{raw}': division by zero in '{part}'")

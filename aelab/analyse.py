@@ -57,7 +57,7 @@ def architecture(run: Any, ctx: Context) -> Result:
     from aelab.figures.info import diagram
     from aelab.info import summary
 
-    described = summary(run.model)
+    described = summary(run.model, run.config)
     path = diagram(described, run.figures / "architecture.png",
                    title=f"{run.name} ({run.model.family}): {described['parameters']:,} parameters")
     return Result({"architecture": path}, described)

@@ -63,9 +63,13 @@ def _detail(mod: nn.Module) -> str:
     return ""
 
 
-def summary(model: Autoencoder) -> dict[str, Any]:
-    """Everything ``aelab info --json`` prints."""
+def summary(model: Autoencoder, config: Any = None) -> dict[str, Any]:
+    """Everything ``aelab info --json`` prints: the layer table and the architecture graph
+    (``aelab.graph``; a ``config`` with ``train.input_noise`` adds the denoising step)."""
+    from aelab.graph import build_graph, noise_text
+
     layers = describe(model)
+    noise = getattr(getattr(config, "train", None), "input_noise", None)
     return {
         "family": model.family,
         "input_shape": list(model.input_shape),
@@ -75,6 +79,7 @@ def summary(model: Autoencoder) -> dict[str, Any]:
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "compression_ratio": round(math.prod(model.input_shape) / model.latent_size, 3),
         "layers": [asdict(layer) for layer in layers],
+        "graph": build_graph(model, noise_text(noise)).to_dict(),
     }
 
 

@@ -18,13 +18,25 @@ def test_reconstruction_figure_from_arrays(tmp_path):
 
 
 def test_architecture_diagram_from_a_description(tmp_path):
+    from PIL import Image
+
     from aelab.figures.info import diagram
 
-    description = {"family": "fcn", "input_shape": [1, 4, 4], "latent_shape": [2], "parameters": 90, "layers": [
-        {"name": "encoder.0", "type": "Linear(16→2)", "output_shape": [2], "parameters": 34, "part": "encoder"},
-        {"name": "encoder.1", "type": "ReLU", "output_shape": [2], "parameters": 0, "part": "encoder"},
-        {"name": "decoder.0", "type": "Linear(2→16)", "output_shape": [16], "parameters": 48, "part": "decoder"}]}
+    def node(i, kind, shape, **more):
+        return {"id": i, "label": i, "kind": kind, "shape": shape, "part": i, "parameters": 0, "repeat": 1,
+                "shapes": [shape], "code": False, **more}
+
+    graph = {"nodes": [node("input", "input", [1, 4, 4]), node("a", "block", [1]), node("b", "block", [1]),
+                       node("code", "concat", [2], code=True), node("kl", "loss", []),
+                       node("decoder", "block", [1, 4, 4], parameters=48), node("output", "output", [1, 4, 4])],
+             "edges": [["input", "a"], ["input", "b"], ["a", "code"], ["b", "code"], ["a", "kl"], ["code", "decoder"],
+                       ["decoder", "output"]]}
+    description = {"family": "multi_encoder", "latent_shape": [2], "parameters": 90, "graph": graph}
     assert diagram(description, tmp_path / "a.svg").read_text().lstrip().startswith("<?xml")
+    wide = Image.open(diagram(description, tmp_path / "a.png")).size
+    chain = {"nodes": [graph["nodes"][i] for i in (0, 5, 6)], "edges": [["input", "decoder"], ["decoder", "output"]]}
+    narrow = Image.open(diagram({**description, "graph": chain}, tmp_path / "c.png")).size
+    assert narrow[0] < wide[0] <= 1600 and narrow[1] < wide[1]  # branches side by side, and more rows
 
 
 def test_sweep_figures_from_curves_and_rows(tmp_path):

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "aelab.metrics", "aelab.cards", "aelab.data", "aelab.models", "aelab._testhooks")),
     ("run", ("aelab.runfolder", "aelab.run", "aelab.schedule", "aelab.checkpoint", "aelab.feedback", "aelab.train",
              "aelab.manifest")),
-    ("analyses", ("aelab.codestats", "aelab.edits", "aelab.latent", "aelab.generate", "aelab.anomaly",
+    ("analyses", ("aelab.codestats", "aelab.edits", "aelab.latent", "aelab.generate", "aelab.anomaly", "aelab.graph",
                   "aelab.quality", "aelab.oneclass", "aelab.sweep", "aelab.info")),
     ("figures", ("aelab.figures",)),
     ("apps", ("aelab.report", "aelab.serve", "aelab.demo", "aelab.analyse")),

@@ -56,12 +56,12 @@ def info(
     diagram: Path = typer.Option(None, "--diagram", help="Draw the architecture to this .png, .svg or .pdf."),
     as_json: bool = JSON,
 ) -> None:
-    """Layer table, parameter count, code shape and an architecture picture."""
+    """Layer table, parameter count, code shape, the architecture graph (--json) and its picture."""
     from aelab.figures.info import diagram as draw
     from aelab.info import model_for, summary
 
     model, cfg = model_for(target, overrides, input_shape)
-    s = {"name": cfg.name, **summary(model)}
+    s = {"name": cfg.name, **summary(model, cfg)}
     if diagram:
         draw(s, diagram, title=f"{cfg.name} ({s['family']}): {s['parameters']:,} parameters")
         s["diagram"] = str(diagram)

@@ -16,6 +16,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@dataclass(frozen=True)
+class Part:
+    """One step of what a model computes, as its architecture graph shows it (``aelab.graph``).
+
+    ``kind`` is ``input``, ``layers`` (a module whose leaf layers run in order; the graph splits it into
+    blocks), ``head`` (one module drawn as one node), ``concat``, ``code``, ``sample``, ``loss`` or
+    ``output``; ``inputs`` names the parts it reads. ``code`` marks the part whose output is the code the
+    decoder reads. Shapes are not declared: the graph measures them on a dummy batch (``shape`` only for a
+    part no module computes, such as a loss term)."""
+
+    id: str
+    kind: str
+    inputs: tuple[str, ...] = ()
+    module: nn.Module | None = None
+    label: str = ""
+    code: bool = False
+    shape: tuple[int, ...] | None = None
+
+
 @dataclass
 class Output:
     recon: torch.Tensor
@@ -72,3 +91,14 @@ class Autoencoder(nn.Module):
     def loss(self, out: Output, target: torch.Tensor, kind: str = "mse") -> dict[str, torch.Tensor]:
         recon = reconstruction_loss(out.recon, target, kind)
         return {"loss": recon, "recon": recon}
+
+    def parts(self) -> list[Part]:
+        """The computation's structure for the architecture graph: a chain input → ``encoder`` → code →
+        ``decoder`` → output. A family that branches, merges or samples overrides it."""
+        if not isinstance(getattr(self, "encoder", None), nn.Module) or not isinstance(
+                getattr(self, "decoder", None), nn.Module):
+            raise NotImplementedError(f"{type(self).__name__}: no encoder/decoder modules; override parts()")
+        return [Part("input", "input"), Part("encoder", "layers", ("input",), self.encoder, "encoder"),
+                Part("code", "code", ("encoder",), label="code", code=True),
+                Part("decoder", "layers", ("code",), self.decoder, "decoder"),
+                Part("output", "output", ("decoder",), label="output")]

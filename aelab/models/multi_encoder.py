@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, PositiveInt
 from torch import nn
 
 from aelab.config import NumbersNotBools
-from aelab.models.base import Autoencoder
+from aelab.models.base import Autoencoder, Part
 from aelab.models.layers import FamilyParams, mlp, output_activation
 from aelab.models.registry import register
 
@@ -61,3 +61,12 @@ class MultiEncoderAutoencoder(Autoencoder):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def parts(self) -> list[Part]:
+        """The encoders side by side, each reading the image, joined by one concatenation: the code."""
+        branches = [Part(f"encoder{i + 1}", "layers", ("input",), enc, f"encoder {i + 1}")
+                    for i, enc in enumerate(self.encoders)]
+        return [Part("input", "input", label="input"), *branches,
+                Part("code", "concat", tuple(b.id for b in branches), label="concatenate: the code", code=True),
+                Part("decoder", "layers", ("code",), self.decoder, "decoder"),
+                Part("output", "output", ("decoder",), label="output")]

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from aelab.models.base import Autoencoder, Output, reconstruction_loss
+from aelab.models.base import Autoencoder, Output, Part, reconstruction_loss
 from aelab.models.conv import ConvParams, _act, conv_decoder, conv_encoder, conv_min_side
 from aelab.models.fcn import FcnParams, fcn_decoder
 from aelab.models.layers import mlp
@@ -105,6 +105,19 @@ class VariationalAutoencoder(Autoencoder):
         mean, logvar = self.encode_stats(x)
         code = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
         return Output(self.decode(code), code, mean, logvar)
+
+    def parts(self) -> list[Part]:
+        """Body → μ and log σ² heads → z = μ + σ·ε (training; ``encode`` gives μ) → decoder; the KL term
+        reads both heads."""
+        beta = f" × β {self.params.beta:g}" if self.params.beta != 1 else ""
+        return [Part("input", "input", label="input"),
+                Part("encoder", "layers", ("input",), self.body, "encoder"),
+                Part("mean", "head", ("encoder",), self.mean_head, "μ head"),
+                Part("logvar", "head", ("encoder",), self.logvar_head, "log σ² head"),
+                Part("z", "sample", ("mean", "logvar"), label="z = μ + σ·ε, ε ~ N(0, I)", code=True),
+                Part("kl", "loss", ("mean", "logvar"), label=f"KL(q(z|x) ‖ N(0, I)){beta}, in the loss", shape=()),
+                Part("decoder", "layers", ("z",), self.decoder, "decoder"),
+                Part("output", "output", ("decoder",), label="output")]
 
     def loss(self, out: Output, target: torch.Tensor, kind: str = "mse") -> dict[str, torch.Tensor]:
         recon = reconstruction_loss(out.recon, target, kind)

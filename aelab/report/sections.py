@@ -19,8 +19,8 @@ from aelab.report.html import card_html, esc, figure, fmt, key_values, slug, tab
 from aelab.runfolder import CONFIG, METRICS, SUMMARY, WEIGHTS
 
 CAPTIONS = {
-    ("architecture", "architecture"): "layers left to right; the code in red, box height ~ log of the layer's "
-                                      "output size",
+    ("architecture", "architecture"): "the computation top to bottom, parallel branches side by side; each box's "
+                                      "output shape per image; the code in red",
     ("loss", "loss"): "training loss per iteration and validation MSE per epoch",
     ("reconstructions", "reconstructions"): "validation images above their reconstructions",
     ("edits", "edits"): "edits of one image's code, decoded; right: where the image changed",

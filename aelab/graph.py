@@ -218,6 +218,8 @@ def build_graph(model: Autoencoder, input_noise: str | None = None) -> Graph:
         leaves = [(m, s) for m, s in order if id(m) in members]
         if p.kind == "layers":
             chain = _layer_nodes(p, leaves)
+            if chain and p.label and sum(q.inputs == p.inputs and q.kind == p.kind for q in parts) > 1:
+                chain[0].label = f"{p.label}: {chain[0].label}"  # name parallel branches
         elif p.module is not None:
             inner = " + ".join(_layer_text(m, True) for m, _ in leaves if not isinstance(m, nn.Identity))
             shape = outputs.get(id(p.module), leaves[-1][1] if leaves else [])

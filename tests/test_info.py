@@ -153,7 +153,7 @@ PICTURES = [(c, ()) for c in CONFIGS] + [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("config", "overrides"), PICTURES, ids=[c.stem + ("-variant" if o else "") for c, o in PICTURES])
+@pytest.mark.parametrize(("config", "overrides"), PICTURES, ids=[c.stem + ("-deep" if o else "") for c, o in PICTURES])
 def test_every_picture_fits_report_width(config, overrides, tmp_path):
     from aelab.figures.info import diagram
 

@@ -27,11 +27,11 @@ class _Dims:
 
     @property
     def box(self) -> float:
-        return 2.6 * self.scale
+        return 2.9 * self.scale
 
     @property
     def pitch(self) -> float:
-        return 2.95 * self.scale
+        return 3.25 * self.scale
 
     @property
     def gap(self) -> float:
@@ -151,7 +151,7 @@ def diagram(description: dict[str, Any], path: str | Path, title: str = "") -> P
     side = _sides(nodes, edges)
     span = max(col.values()) - min(col.values())
     dims = _Dims()
-    dims.scale = min(1.0, (MAX_WIDTH - 0.3) / (span * 2.95 + 2.6))
+    dims.scale = min(1.0, (MAX_WIDTH - 0.3) / (span * 3.25 + 2.9))
     width = max(6.0, span * dims.pitch + dims.box + 0.3)
     lines = {n["id"]: _lines(n, dims) for n in nodes}
     heights = {n["id"]: 0.16 + sum(size * 1.3 / 72 for _, size, _, _ in lines[n["id"]]) for n in nodes}

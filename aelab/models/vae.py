@@ -109,13 +109,15 @@ class VariationalAutoencoder(Autoencoder):
     def parts(self) -> list[Part]:
         """Body → μ and log σ² heads → z = μ + σ·ε (training; ``encode`` gives μ) → decoder; the KL term
         reads both heads."""
-        beta = f" × β {self.params.beta:g}" if self.params.beta != 1 else ""
+        beta = f", β = {self.params.beta:g}" if self.params.beta != 1 else ""
         return [Part("input", "input", label="input"),
                 Part("encoder", "layers", ("input",), self.body, "encoder"),
                 Part("mean", "head", ("encoder",), self.mean_head, "μ head"),
                 Part("logvar", "head", ("encoder",), self.logvar_head, "log σ² head"),
-                Part("z", "sample", ("mean", "logvar"), label="z = μ + σ·ε, ε ~ N(0, I)", code=True),
-                Part("kl", "loss", ("mean", "logvar"), label=f"KL(q(z|x) ‖ N(0, I)){beta}, in the loss", shape=()),
+                Part("z", "sample", ("mean", "logvar"), label="z = μ + σ·ε, ε ~ N(0, I); z = μ in eval",
+                     code=True),
+                Part("kl", "loss", ("mean", "logvar"), label=f"KL term of the loss: KL(q(z|x) ‖ N(0, I)){beta}",
+                     shape=()),
                 Part("decoder", "layers", ("z",), self.decoder, "decoder"),
                 Part("output", "output", ("decoder",), label="output")]
 

@@ -166,14 +166,12 @@ def _measure(model: Autoencoder, parts: list[Part]) -> tuple[list[tuple[nn.Modul
     order: list[tuple[nn.Module, list[int]]] = []
     outputs: dict[int, list[int]] = {}
     hooks = []
-    for p in parts:
-        if p.module is None:
-            continue
-        hooks.append(p.module.register_forward_hook(
-            lambda mod, _i, out: outputs.__setitem__(id(mod), _shape(out))))
-        for leaf in p.module.modules():
-            if not any(True for _ in leaf.children()):
-                hooks.append(leaf.register_forward_hook(lambda mod, _i, out: order.append((mod, _shape(out)))))
+    modules = {id(p.module): p.module for p in parts if p.module is not None}
+    leaves = {id(m): m for top in modules.values() for m in top.modules() if not any(True for _ in m.children())}
+    for m in modules.values():  # each module hooked once, even when two parts share it
+        hooks.append(m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), _shape(out))))
+    for m in leaves.values():
+        hooks.append(m.register_forward_hook(lambda mod, _i, out: order.append((mod, _shape(out)))))
     param = next(model.parameters(), None)
     x = torch.zeros(2, *model.input_shape, device=param.device if param is not None else None,
                     dtype=param.dtype if param is not None else None)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+
+from aelab.errors import AelabError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -37,6 +40,8 @@ def test_architecture_diagram_from_a_description(tmp_path):
     chain = {"nodes": [graph["nodes"][i] for i in (0, 5, 6)], "edges": [["input", "decoder"], ["decoder", "output"]]}
     narrow = Image.open(diagram({**description, "graph": chain}, tmp_path / "c.png")).size
     assert narrow[0] < wide[0] <= 1600 and narrow[1] < wide[1]  # branches side by side, and more rows
+    with pytest.raises(AelabError, match="no 'graph'"):
+        diagram({"family": "fcn", "latent_shape": [2], "parameters": 90}, tmp_path / "old.png")
 
 
 def test_sweep_figures_from_curves_and_rows(tmp_path):

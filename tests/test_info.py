@@ -179,3 +179,36 @@ def test_cli_info_json_holds_the_graph_it_draws(tmp_path):
     assert concat["shape"] == out["latent_shape"] == [3]
     assert sum(1 for a, b in out["graph"]["edges"] if b == concat["id"]) == 3
     assert Image.open(tmp_path / "m.png").size[0] <= 1600
+
+
+def test_a_family_of_ones_own_gets_a_graph_or_a_clear_error():
+    from torch import nn
+
+    from aelab.models import Autoencoder, Part
+
+    class Chain(Autoencoder):
+        family = "mine"
+
+        def __init__(self):
+            super().__init__(None, (1, 4, 4))
+            self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.GELU(), nn.Linear(8, 2))
+            self.decoder = nn.Sequential(nn.Linear(2, 16), nn.Sigmoid(), nn.Unflatten(1, (1, 4, 4)))
+            self.latent_shape = (2,)
+
+        def encode(self, x):
+            return self.encoder(x)
+
+        def decode(self, z):
+            return self.decoder(z)
+
+    graph = build_graph(Chain()).to_dict()  # the default parts(): a chain through encoder and decoder
+    assert [(n["label"], n["shape"]) for n in graph["nodes"]] == [
+        ("input", [1, 4, 4]), ("flatten, Linear 16→8 + GELU", [8]), ("Linear 8→2", [2]), ("code", [2]),
+        ("Linear 2→16 + Sigmoid, unflatten", [1, 4, 4]), ("output", [1, 4, 4])]
+
+    class Miswired(Chain):
+        def parts(self):
+            return [Part("input", "input"), Part("encoder", "layers", ("inptu",), self.encoder)]
+
+    with pytest.raises(ValueError, match=r"Miswired.parts\(\): 'encoder' reads \['inptu'\]"):
+        build_graph(Miswired())

@@ -143,8 +143,11 @@ def diagram(description: dict[str, Any], path: str | Path, title: str = "") -> P
     same picture later): a box per node with its label, output shape per image and parameters."""
     import matplotlib.patches as patches
 
+    from aelab.errors import AelabError
     from aelab.figures.base import plt, save
 
+    if "graph" not in description:
+        raise AelabError("the architecture description has no 'graph'; describe the model with aelab.info.summary")
     graph = description["graph"]
     nodes, edges = graph["nodes"], graph["edges"]
     row, col = _layout(nodes, edges)

@@ -42,11 +42,12 @@ _EXPORTS = {
     "code_stats": "aelab.codestats",
     "score": "aelab.anomaly",
     "oneclass": "aelab.oneclass",
+    "show": "aelab.notebook",
 }
 
 __all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "augment", "code_stats", "compare_noise",
            "create_model", "edit", "interpolate", "load_config", "load_images", "load_run", "oneclass", "run_sweep",
-           "sample", "score", "traverse", "train", "__version__"]
+           "sample", "score", "show", "traverse", "train", "__version__"]
 
 _FACADES = {"train", "run_sweep"}
 """Public functions defined here around the submodule's function of the same name."""
@@ -63,7 +64,18 @@ def train(config: Any, out: Any = None, **kwargs: Any) -> Run | None:
     run = train_run(config, out, **kwargs)
     if run is not None:
         analyse_run(run, ["loss"], redo=True)
+        _card_after_progress(run, kwargs.get("progress"))
     return run
+
+
+def _card_after_progress(run: Run, progress: bool | None) -> None:
+    """In a Jupyter kernel, training that showed its progress ends with the Run card below the bar."""
+    from aelab.feedback import in_notebook
+
+    if progress is not False and in_notebook():
+        from aelab.notebook import show
+
+        show(run)
 
 
 def run_sweep(sweep: Any, out: Any, **kwargs: Any) -> Any:
@@ -92,6 +104,7 @@ if TYPE_CHECKING:
     from aelab.generate import augment, compare_noise, sample
     from aelab.latent import edit, interpolate, traverse
     from aelab.models import create_model
+    from aelab.notebook import show
     from aelab.oneclass import oneclass
     from aelab.run import Run, load_run
 
@@ -128,3 +141,15 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+
+
+def _register_in_ipython() -> None:
+    """Inside IPython (already imported: this never imports it), results display themselves."""
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and ipython.get_ipython() is not None:
+        from aelab.notebook import register
+
+        register()
+
+
+_register_in_ipython()

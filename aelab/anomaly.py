@@ -46,6 +46,7 @@ from aelab import distributed
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, closest
 from aelab.io import atomic_write, write_json
+from aelab.tables import to_pandas
 
 if TYPE_CHECKING:
     from aelab.run import Run
@@ -342,6 +343,18 @@ class AnomalyResult:
     @property
     def n(self) -> int:
         return len(self.scores)
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One row per image: ``ID``, ``score`` and, with labels, ``anomalous`` (the CSV's rows and more)."""
+        rows = [{"ID": int(i), "score": float(s)} for i, s in zip(self.ids.tolist(), self.scores.tolist(), strict=True)]
+        if self.anomalous is not None:
+            for row, a in zip(rows, self.anomalous.tolist(), strict=True):
+                row["anomalous"] = bool(a)
+        return rows
+
+    def to_pandas(self) -> Any:
+        return to_pandas(self.table)
 
     def numbers(self) -> dict[str, Any]:
         """The JSON view: everything but the arrays."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from aelab.data.ids import parse_ids
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError
 from aelab.io import write_npy, write_npz
+from aelab.tables import to_pandas
 
 if TYPE_CHECKING:
     from aelab.run import Run
@@ -319,8 +320,24 @@ def variant_stats(aug: Augmented) -> dict[str, float]:
     return stats
 
 
+class NoiseComparison(NamedTuple):
+    """``compare_noise()``: both runs' variants and the numbers (unpacks as ``a, b, numbers``)."""
+
+    a: Augmented
+    b: Augmented
+    numbers: dict[str, Any]
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One row per model: name, family, code size, and the variants' MSE/PSNR/SSIM and diversity."""
+        return [{"model": key, **self.numbers[key]} for key in ("a", "b")]
+
+    def to_pandas(self) -> Any:
+        return to_pandas(self.table)
+
+
 def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, sigma: float = 0.5, seed: int = 0,
-                  mode: Mode = "fixed") -> tuple[Augmented, Augmented, dict[str, Any]]:
+                  mode: Mode = "fixed") -> NoiseComparison:
     """``augment`` both runs with one noise draw of max(k_a, k_b) elements per variant.
 
     ``mode`` posterior applies to the variational runs; a plain autoencoder always gets code + sigma·eps."""
@@ -343,4 +360,4 @@ def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, s
         result[key] = {"run": str(run.path), "name": run.name, "family": run.model.family,
                        "code_size": run.latent_size, "mode": aug.mode,
                        "code_rms": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))), **variant_stats(aug)}
-    return augs[0], augs[1], result
+    return NoiseComparison(augs[0], augs[1], result)

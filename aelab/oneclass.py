@@ -31,6 +31,7 @@ from aelab.data.splits import fit_preprocess, load_for
 from aelab.errors import AelabError
 from aelab.io import write_json, write_npy
 from aelab.runfolder import RUN, SCORES, TEMP_FILES, FolderKind, make_folder, open_folder
+from aelab.tables import to_pandas
 
 SUMMARY = "oneclass.json"
 DATA_FOLDER = FolderKind("one-class data folder", (), ("train-images.npy", "train-labels.npy", "test-images.npy",
@@ -38,6 +39,18 @@ DATA_FOLDER = FolderKind("one-class data folder", (), ("train-images.npy", "trai
 ONECLASS_FOLDER = FolderKind("one-class folder", (SUMMARY, "data/", "class-*/"), (SUMMARY, TEMP_FILES),
                              (("data", DATA_FOLDER), ("class-*", RUN)))
 """OUT of a one-class study: ``oneclass.json``, ``data/`` (the per-class split) and a Run per class."""
+
+
+class OneClassResult(dict):
+    """``oneclass()``'s result: the JSON mapping it writes to ``OUT/oneclass.json`` (``rows``,
+    ``mean_roc_auc``, ...), with the per-class rows as ``table`` and ``to_pandas()``."""
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        return self["rows"]
+
+    def to_pandas(self) -> Any:
+        return to_pandas(self["rows"])
 
 
 def parse_normal(value: str | int | Sequence[int] | None) -> list[int] | None:
@@ -110,7 +123,7 @@ def class_config(cfg: Config, data: dict[str, Any], normal: int) -> Config:
 def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = None,
              normal: str | int | Sequence[int] | None = None, *, out: str | Path | None = None, kind: str = "mse",
              overrides: list[str] | None = None, test_fraction: float = 0.5, split_seed: int = 0,
-             force: bool = False, progress: bool = False) -> dict[str, Any]:
+             force: bool = False, progress: bool = False) -> OneClassResult:
     """Run the protocol for each class in ``normal`` (default: every class); one Run per class.
 
     Returns ``{"rows": [per-class AUROC, PR AUC, sizes, times], "mean_roc_auc", ...}`` and
@@ -153,10 +166,10 @@ def oneclass(config: Config | dict[str, Any] | str | Path, data: str | None = No
                      "train_s": run.summary["wall_time_s"], "score_s": round(time.perf_counter() - started, 3),
                      "run": str(run.path)})
     aucs = [r["roc_auc"] for r in rows]
-    result = {"config": cfg.name, "data": source, "kind": kind, "test": test.name,
+    result = OneClassResult({"config": cfg.name, "data": source, "kind": kind, "test": test.name,
               "split": "source test split" if train_data["source"] == source else
               f"per-class seeded split (test_fraction {test_fraction}, split_seed {split_seed})",
               "rows": rows, "mean_roc_auc": float(np.mean(aucs)), "mean_train_s": float(np.mean(
-                  [r["train_s"] for r in rows])), "out": str(out)}
+                  [r["train_s"] for r in rows])), "out": str(out)})
     write_json(out / SUMMARY, result)
     return result

@@ -46,6 +46,7 @@ from aelab.errors import AelabError, ConfigError
 from aelab.io import atomic_write
 from aelab.runfolder import CONFIG, METRICS, RUN, SUMMARY, TEMP_FILES, FolderKind, open_folder
 from aelab.runfolder import state as folder_state
+from aelab.tables import to_pandas
 
 SWEEP_FILE, TABLE_CSV, TABLE_MD = "sweep.yaml", "table.csv", "table.md"
 LOSSES, LATENT = "losses.png", "latent.png"
@@ -319,6 +320,14 @@ class SweepResult:
     rows: list[dict[str, Any]]
     files: dict[str, str]
     states: dict[str, str]
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One row per finished run (what ``table.csv`` holds)."""
+        return self.rows
+
+    def to_pandas(self) -> Any:
+        return to_pandas(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "name": self.sweep.name, "runs": len(self.rows), "states": self.states,

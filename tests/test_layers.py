@@ -18,13 +18,13 @@ ROOT = Path(__file__).resolve().parents[1] / "aelab"
 # Lowest first. A module belongs to the first entry that names it or a package above it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("aelab.errors", "aelab.io", "aelab.limits", "aelab.config", "aelab.allocator", "aelab.distributed",
-              "aelab.metrics", "aelab.cards", "aelab.data", "aelab.models", "aelab._testhooks")),
+              "aelab.metrics", "aelab.cards", "aelab.data", "aelab.models", "aelab._testhooks", "aelab.tables")),
     ("run", ("aelab.runfolder", "aelab.run", "aelab.schedule", "aelab.checkpoint", "aelab.feedback", "aelab.train",
              "aelab.manifest")),
     ("analyses", ("aelab.codestats", "aelab.edits", "aelab.latent", "aelab.generate", "aelab.anomaly", "aelab.graph",
                   "aelab.quality", "aelab.oneclass", "aelab.sweep", "aelab.info")),
     ("figures", ("aelab.figures",)),
-    ("apps", ("aelab.report", "aelab.serve", "aelab.demo", "aelab.analyse")),
+    ("apps", ("aelab.report", "aelab.serve", "aelab.demo", "aelab.analyse", "aelab.notebook")),
     ("entry", ("aelab.cli", "aelab.__main__", "aelab")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}

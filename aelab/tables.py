@@ -1,0 +1,23 @@
+"""Rows of numbers as a table: a list of dicts for code, a pandas DataFrame on request.
+
+pandas is not a dependency of aelab: ``to_pandas`` imports it only when asked and says how to
+install it when it is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aelab.errors import AelabError
+
+
+def to_pandas(rows: Sequence[dict[str, Any]]) -> Any:
+    """A ``pandas.DataFrame`` of ``rows`` (one row per dict, columns in the order they first appear)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise AelabError("to_pandas() needs pandas, which aelab does not install; pip install pandas "
+                         "(or use the rows: result.table is a list of dicts)") from None
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return pd.DataFrame(list(rows), columns=columns)

@@ -21,8 +21,10 @@ from aelab.errors import AelabError
 
 STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;"
          "border:1px solid #d0d7de;border-radius:6px;padding:10px 14px;max-width:960px;background:#fff;color:#1f2328")
-CARD_IMAGES = 8
+CARD_IMAGES = 6
 """Validation images a Run card reconstructs."""
+FIGURE_ROWS = 10
+"""Source images an augmentation's or a noise comparison's inline figure shows (the numbers cover all)."""
 
 
 # -- HTML pieces ------------------------------------------------------------------------------------
@@ -111,11 +113,12 @@ def _run_card(run: Any) -> str:
     stopped = f" (stopped early at epoch {s['stopped_at_epoch']})" if s.get("stopped_early") else ""
     papers = " · ".join(f'<a href="{escape(c.paper["url"])}" target="_blank">{escape(c.title)}</a> '
                         f"({escape(c.short_ref)})" for c in cards_for(run.config))
+    epochs = f"{s.get('epochs')} epoch{'s' if s.get('epochs') != 1 else ''}"
     pairs = [("folder", f"<code>{escape(str(run.path))}</code>"),
              ("parameters", number(s.get("parameters"))),
              ("image → code", f"{number(list(run.image_shape))} → {number(list(run.latent_shape))} "
                               f"({run.latent_size:,} numbers, compression {s.get('compression_ratio', 0):.1f}×)"),
-             ("training", f"{s.get('epochs')} epochs, {s.get('steps'):,} steps of {s.get('batch_size')} images on "
+             ("training", f"{epochs}, {s.get('steps'):,} steps of {s.get('batch_size')} images on "
                           f"{s.get('n_train'):,} images, {s.get('wall_time_s', 0):.1f} s{stopped}"),
              ("final train loss", number(s.get("final_train_loss"))),
              (f"{s.get('evaluated_on', 'val')} metrics",
@@ -201,14 +204,14 @@ def augment_html(result: Any) -> str:
              ("seed", number(result.seed)), ("code size", number(result.code_size)),
              ("images array", f"uint8 {number(list(result.images.shape))}"),
              ("labels", "none" if result.labels is None else f"{len(result.labels)} (the sources', repeated)")]
-    fig = png(lambda p: augment_figure(result, p))
+    fig = png(lambda p: augment_figure(result, p, max_rows=FIGURE_ROWS))
     return card_html("augmentation", fig + facts(pairs), "augment")
 
 
 def noise_html(result: Any) -> str:
     from aelab.figures.generate import same_noise_figure
 
-    fig = png(lambda p: same_noise_figure(result.a, result.b, result.numbers, p))
+    fig = png(lambda p: same_noise_figure(result.a, result.b, result.numbers, p, max_rows=FIGURE_ROWS))
     rows = [{k: v for k, v in row.items() if k != "run"} for row in result.table]
     n = result.numbers
     text = (f"<p>σ = {n['sigma']:g}, seed {n['seed']}, {n['variants']} variants per image; MSE/PSNR/SSIM of the "
@@ -220,9 +223,10 @@ def anomaly_html(result: Any) -> str:
     from aelab.figures.anomaly import roc_figure, score_histogram
 
     m = result.metrics or {}
-    figs = png(lambda p: score_histogram(result.scores, result.anomalous, p, result.kind, result.metrics))
+    box = "<div style='flex:1 1 360px;max-width:470px'>{}</div>"
+    figs = box.format(png(lambda p: score_histogram(result.scores, result.anomalous, p, result.kind, result.metrics)))
     if result.anomalous is not None and 0 < result.anomalous.sum() < len(result.anomalous):
-        figs += png(lambda p: roc_figure(result.scores, result.anomalous, p, result.kind, result.metrics))
+        figs += box.format(png(lambda p: roc_figure(result.scores, result.anomalous, p, result.kind, result.metrics)))
     pairs = [("scores", f"{result.n:,} images, kind <code>{escape(result.kind)}</code> (higher = more anomalous), "
                         f"{result.wall_time_s:.2f} s"), ("data", escape(result.data))]
     if result.csv:
@@ -232,7 +236,7 @@ def anomaly_html(result: Any) -> str:
     pairs += [(k, number(m[k])) for k in shown]
     if not m:
         pairs.append(("metrics", "none: no labels to measure against"))
-    flex = "display:flex;flex-wrap:wrap;gap:8px"
+    flex = "display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start"
     return card_html("anomaly scores", f"{facts(pairs)}<div style='{flex}'>{figs}</div>", "anomaly")
 
 
@@ -247,7 +251,9 @@ def sweep_html(result: Any) -> str:
         curves = loss_curves(result.out, result.sweep.variants)
         figs = png(lambda p: losses_figure(curves, p, result.sweep.name)) if curves else ""
     rows = [{k: v for k, v in r.items() if k != "run"} for r in result.rows]
-    states = ", ".join(f"{k}: {v}" for k, v in result.states.items())
+    words = {"done": "already finished", "new": "trained", "resume": "resumed", "restart": "restarted",
+             "different": "retrained (config changed)"}
+    states = "; ".join(f"{k}: {words.get(v, v)}" for k, v in result.states.items())
     return card_html(f"sweep {escape(result.sweep.name)} ({len(result.rows)} runs)",
                      table(rows) + f"<p style='color:#59636e'>{escape(states)}</p>" + figs, "sweep")
 
@@ -288,8 +294,12 @@ def html(result: Any) -> str:
     raise AelabError(f"aelab has no display for a {type(result).__name__}")
 
 
-def register(shell: Any = None) -> bool:
-    """Register the HTML formatters with IPython's shell (default: the running one); False outside IPython."""
+def register(shell: Any = None, short_errors: bool = True) -> bool:
+    """Register the HTML formatters with IPython's shell (default: the running one); False outside IPython.
+
+    ``short_errors``: an ``AelabError`` (bad input the user can fix) shows as its one line, as the CLI
+    prints it, instead of a traceback through aelab's internals -- unless the shell already has a
+    custom exception handler."""
     if shell is None:
         ipython = sys.modules.get("IPython")
         shell = ipython.get_ipython() if ipython is not None else None
@@ -298,7 +308,16 @@ def register(shell: Any = None) -> bool:
     formatter = shell.display_formatter.formatters["text/html"]
     for (module, name), fn in FORMATTERS.items():
         formatter.for_type_by_name(module, name, fn)
+    if short_errors and not shell.custom_exceptions:
+        shell.set_custom_exc((AelabError,), _one_line)
     return True
+
+
+def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+    """IPython's handler for an AelabError: the error as one line (still an error: the cell fails)."""
+    stb = [f"{etype.__name__}: {value}"]
+    shell._showtraceback(etype, value, stb)
+    return stb
 
 
 # -- show -----------------------------------------------------------------------------------------------

@@ -236,6 +236,8 @@ def anomaly_html(result: Any) -> str:
     pairs += [(k, number(m[k])) for k in shown]
     if not m:
         pairs.append(("metrics", "none: no labels to measure against"))
+    elif m.get("undefined"):
+        pairs.append(("metrics", escape(next(iter(m["undefined"].values())))))
     flex = "display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start"
     return card_html("anomaly scores", f"{facts(pairs)}<div style='{flex}'>{figs}</div>", "anomaly")
 

@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 LOCK_VENV := .venv-lock
 LATEST_VENV := .venv-latest
 
-.PHONY: setup demo test test-fast test-latest wheel-check lock lint bench clean
+.PHONY: setup demo test test-fast test-latest wheel-check lock lint bench notebooks clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -63,6 +63,11 @@ lock:
 	} > $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV)
 	@echo "wrote $(CONSTRAINTS)"
+
+# The example notebooks top to bottom in a fresh kernel, outputs kept in runs/notebooks/ (the committed
+# copies stay without outputs). ARGS=--quick: the tests' smaller settings.
+notebooks: $(STAMP)
+	$(BIN)/python examples/run_notebooks.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check aelab tests benchmarks

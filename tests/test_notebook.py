@@ -278,10 +278,10 @@ def test_the_example_notebooks_run_top_to_bottom(tmp_path):
         assert markup.count('class="aelab-run"') >= 2 and len(pngs(markup)) >= 8
     hw8, hw2 = tmp_path / "runs" / "hw8-notebook", tmp_path / "runs" / "hw2-notebook"
     assert (hw8 / "scores.csv").read_text().startswith("ID,score\n")
-    data = np.load(tmp_path / "hw2_data.npy")
+    data = np.load(hw2 / "hw2_data.npy")
     assert data.shape == (1500, 3, 50, 50) and data.dtype == np.float32 and 0 <= data.min() and data.max() <= 1
     aug, labels = np.load(hw2 / "aug" / "aug_data.npy"), np.load(hw2 / "aug" / "aug_label.npy")
     assert len(aug) == len(labels) == 20 * 5
     assert np.array_equal(np.load(hw2 / "aug" / "aug_ids.npy")[::5], [*range(5), *range(225, 230), *range(840, 845),
                                                               *range(1470, 1475)])
-    assert np.array_equal(labels[::5], np.load(tmp_path / "hw2_labels.npy")[np.load(hw2 / "aug" / "aug_ids.npy")[::5]])
+    assert np.array_equal(labels[::5], np.load(hw2 / "hw2_labels.npy")[np.load(hw2 / "aug" / "aug_ids.npy")[::5]])

@@ -56,8 +56,8 @@ _FACADES = {"train", "run_sweep"}
 def train(config: Any, out: Any = None, **kwargs: Any) -> Run | None:
     """Train a model from a config (object, dict or YAML path) into a Run folder: ``aelab.train.train``
     with the same arguments, then the loss curve drawn into ``figures/loss.png`` and recorded in the
-    run's manifest, as ``aelab train`` does (``aelab analyse`` adds the rest). None on torchrun ranks
-    above 0."""
+    run's manifest, as ``aelab train`` does (``aelab analyse`` adds the rest). In a Jupyter kernel the
+    progress (on by default there) ends with the Run card. None on torchrun ranks above 0."""
     from aelab.analyse import analyse_run
     from aelab.train import train as train_run
 

@@ -332,8 +332,12 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, so
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read and validate a YAML config file (``--set`` style overrides applied first)."""
+    """Read and validate a YAML config file (``--set`` style overrides applied first).
+
+    A bare name that is not a file here (``deep-fcn``, ``conv-vae.yaml``) is a shipped preset."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1 and preset(path.name).is_file():
+        path = preset(path.name)
     if path.is_dir():
         path = path / "config.yaml"  # = runfolder.CONFIG (the core layer does not import the run layer)
     try:

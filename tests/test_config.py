@@ -59,3 +59,16 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_a_bare_preset_name_loads_the_shipped_config(tmp_path, monkeypatch):
+    from aelab.config import preset
+
+    monkeypatch.chdir(tmp_path)  # no deep-fcn file here: the name means the shipped preset
+    by_name = load_config("deep-fcn")
+    assert by_name.to_dict() == load_config(preset("deep-fcn")).to_dict()
+    assert load_config("conv-vae.yaml").model.type == "vae"
+    (tmp_path / "deep-fcn.yaml").write_text("name: mine\nmodel: {type: fcn, latent_dim: 3}\n")
+    assert load_config("deep-fcn.yaml").name == "mine"  # a file of that name wins over the preset
+    with pytest.raises(ConfigError, match="config file not found: no-such-preset"):
+        load_config("no-such-preset")

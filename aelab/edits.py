@@ -138,16 +138,20 @@ def apply_edits(codes: np.ndarray, edit: Edit | str) -> np.ndarray:
 
 
 
-def edit_command(run_path: str | Path, image_id: int, edits: list[str], out: str | Path = "edit.png",
-                 data: str | None = None, sample: bool = False) -> str:
+def edit_command(run_path: str | Path, image_id: int | None, edits: list[str], out: str | Path = "edit.png",
+                 data: str | None = None, sample: bool = False, image: str | Path | None = None) -> str:
     """The equivalent ``aelab edit ...`` command line (the web page's "copy as command").
 
+    ``image``: an image file instead of an id (``--image``, read as the explorer reads an upload).
     With no edits it writes ``all+=0``, which changes nothing, so the line still runs and shows the
     plain reconstruction."""
     if isinstance(edits, str):
         edits = [edits]
     edits = list(edits) or ["all+=0"]
-    parts = ["aelab", "edit", str(run_path), "--id", str(int(image_id))]
+    if (image is None) == (image_id is None):
+        raise ValueError("edit_command: give an image id or an image file, not both or neither")
+    where = ["--image", str(image)] if image is not None else ["--id", str(int(image_id))]
+    parts = ["aelab", "edit", str(run_path), *where]
     for e in edits:
         parts += ["--edit", str(e)]
     if data:

@@ -38,6 +38,8 @@ MAX_INT = 2**53 - 1
 JavaScript page, and every JSON parser, reads back exactly."""
 MAX_NAME = 256
 """Longest run name or client id accepted."""
+MAX_FILE_NAME = 255
+"""Longest upload file name accepted (it goes into the command the page copies)."""
 MAX_CODE_VALUE = 1e6
 """Code values beyond ± this are refused: they only decode to saturated noise."""
 

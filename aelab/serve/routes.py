@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from aelab.serve.elements import MAX_ELEMENTS, element_facts, parse_elements
+from aelab.serve.exports import MEDIA, UPLOAD_PLACEHOLDER, edit_text, export, file_name
 from aelab.serve.limits import MAX_INT, MAX_NAME, mb
+from aelab.serve.pictures import data_uri, diff_map
 from aelab.serve.schemas import (
     ENCODE_BODY,
     MAX_PAGE,
@@ -26,6 +29,8 @@ from aelab.serve.schemas import (
     CommandResponse,
     DecodeRequest,
     DecodeResponse,
+    DownloadRequest,
+    ElementsResponse,
     EncodeRequest,
     EncodeResponse,
     ImagesResponse,
@@ -34,8 +39,9 @@ from aelab.serve.schemas import (
     RunsResponse,
     SampleRequest,
     SampleResponse,
+    SplitName,
 )
-from aelab.serve.state import LoadedRun, ServeError, ServeState, data_uri, diff_map, read_upload
+from aelab.serve.state import LoadedRun, ServeError, ServeState, read_upload
 
 router = APIRouter()
 
@@ -82,11 +88,6 @@ def _floats(arr: np.ndarray) -> list[float]:
     return np.asarray(arr, dtype=np.float32).ravel().astype(np.float64).tolist()
 
 
-def _value(v: float) -> str:
-    """Shortest text that reads back as the same float32."""
-    return str(np.float32(v))
-
-
 @router.get("/api/runs", response_model=RunsResponse, summary="The served runs")
 def runs(request: Request) -> dict[str, Any]:
     state, opts = _serve(request), _options(request)
@@ -95,11 +96,37 @@ def runs(request: Request) -> dict[str, Any]:
 @router.get("/api/images", response_model=ImagesResponse, summary="A page of data-set images with their ids")
 def images(request: Request,
            run: str | None = Query(None, max_length=MAX_NAME, description="Run name; default: the first"),
-           offset: int = Query(0, ge=0, le=MAX_INT, description="Position of the first image in the data"),
-           limit: int = Query(24, ge=1, le=MAX_PAGE)) -> dict[str, Any]:
+           split: SplitName | None = Query(None, description="val, train, test or data (RunInfo.splits); "
+                                                          "default: the run's first"),
+           offset: int = Query(0, ge=0, le=MAX_INT, description="Position of the first image in the split"),
+           limit: int = Query(24, ge=1, le=MAX_PAGE),
+           at_id: int | None = Query(None, ge=0, le=MAX_INT, description="Instead of offset: the page of `limit` "
+                                     "images that holds this image id (a 404 when the split lacks it)"),
+           ) -> dict[str, Any]:
     loaded = _serve(request).get(run)
-    items = [{"id": i, "image": data_uri(img)} for i, img in loaded.page(offset, limit)]
-    return {"run": loaded.key, "total": len(loaded.data), "offset": offset, "limit": limit, "items": items}
+    name = loaded.split(split)
+    if at_id is not None:
+        position = loaded.position(at_id, name)
+        offset = position - position % limit
+    items = [{"id": i, "image": data_uri(img)} for i, img in loaded.page(offset, limit, name)]
+    return {"run": loaded.key, "split": name, "total": len(loaded.images.get(name)), "offset": offset,
+            "limit": limit, "items": items}
+
+
+@router.get("/api/elements", response_model=ElementsResponse,
+            summary="What each code element moves: its two strongest factors (r) and its measured effect")
+def elements(request: Request,
+             run: str | None = Query(None, max_length=MAX_NAME, description="Run name; default: the first"),
+             elements: str | None = Query(None, max_length=MAX_ELEMENTS * 17, pattern=r"^[0-9, ]*$",
+                                          description="Flat element indices like 0,5,9 (at most "
+                                                      f"{MAX_ELEMENTS}); default: the run's sliders")
+             ) -> dict[str, Any]:
+    loaded = _serve(request).get(run)
+    try:
+        dims = parse_elements(elements, loaded)
+    except ValueError as exc:
+        raise ServeError(str(exc), 422) from None
+    return element_facts(loaded, dims)
 
 @router.post("/api/encode", response_model=EncodeResponse, openapi_extra=ENCODE_BODY,
           summary="Code of a data-set image ({\"image_id\": N}) or of an uploaded image")
@@ -129,14 +156,14 @@ async def encode(request: Request) -> dict[str, Any]:
     except ValidationError as exc:
         raise ServeError(one_line(exc.errors()) + " (send JSON {\"image_id\": N}, or a multipart form with "
                          "an 'image' file)", 422) from None
-    return await run_in_threadpool(_encode_id, state.get(req.run), req.image_id)
+    return await run_in_threadpool(_encode_id, state.get(req.run), req.image_id, req.split)
 
 @router.post("/api/decode", response_model=DecodeResponse, summary="Decode a code (while dragging: coalesced)")
 def decode(req: DecodeRequest, request: Request) -> dict[str, Any]:
     loaded = _serve(request).get(req.run)
     code = loaded.check_code(req.code)
     reference = loaded.check_code(req.reference, "reference") if req.reference is not None else None
-    base = loaded.encode_id(req.image_id).recon if req.diff and reference is None and \
+    base = loaded.encode_id(req.image_id, req.split).recon if req.diff and reference is None and \
         req.image_id is not None else None
     track = req.client is not None and req.seq is not None
     if track:
@@ -172,24 +199,49 @@ def interpolate(req: InterpolateRequest, request: Request) -> dict[str, Any]:
     from aelab.latent import interpolate as path
 
     loaded = _serve(request).get(req.run)
-    a, b = loaded.subset([req.image_a]), loaded.subset([req.image_b])
+    a, b = loaded.subset([req.image_a], req.split), loaded.subset([req.image_b], req.split)
     with loaded.lock:
         frames = path(loaded.run, a, b, req.steps, req.mode).images
     return {"run": loaded.key, "mode": req.mode, "t": np.linspace(0, 1, req.steps).tolist(),
             "images": [data_uri(f) for f in frames]}
 
 @router.post("/api/command", response_model=CommandResponse,
-          summary="The `aelab edit` command that reproduces this code from the image's")
+          summary="The `aelab edit` command that reproduces this code from the image's (or the upload's)")
 def command(req: CommandRequest, request: Request) -> dict[str, Any]:
     from aelab.edits import edit_command
 
     loaded = _serve(request).get(req.run)
     code = loaded.check_code(req.code)
-    original = loaded.encode_id(req.image_id).code
-    changed = np.flatnonzero(code != original)
-    text = ",".join(f"{i}={_value(code[i])}" for i in changed) or None
-    cmd = edit_command(loaded.label, req.image_id, [text] if text else [], data=_options(request).data)
-    return {"command": cmd, "edit": text, "changed": changed.tolist()}
+    if req.image_id is not None:
+        split = loaded.split(req.split)
+        text, changed = edit_text(code, loaded.encode_id(req.image_id, split).code)
+        cmd = edit_command(loaded.label, req.image_id, [text] if text else [], data=loaded.images.source(split))
+        return {"command": cmd, "edit": text, "changed": changed}
+    if req.reference is None:
+        raise ServeError("command: give the image_id of a data-set image, or an upload's own code as reference", 422)
+    text, changed = edit_text(code, loaded.check_code(req.reference, "reference"))
+    image = req.upload_name or UPLOAD_PLACEHOLDER
+    cmd = edit_command(loaded.label, None, [text] if text else [], image=image)
+    return {"command": cmd, "edit": text, "changed": changed, "image": image}
+
+
+@router.post("/api/download", response_class=Response, summary="The edited decode as PNG, or its code as .npy or JSON",
+             responses={200: {"content": {m: {} for m in MEDIA.values()},
+                              "description": "The file, with a Content-Disposition file name"}})
+def download(req: DownloadRequest, request: Request) -> Response:
+    loaded = _serve(request).get(req.run)
+    code = loaded.check_code(req.code)
+    if req.image_id is not None:
+        split = loaded.split(req.split)
+        loaded.position(req.image_id, split)
+        source: dict[str, Any] = {"split": split, "image_id": req.image_id}
+        where = f"{split}{req.image_id}"
+    else:
+        source = {"upload": req.upload_name}
+        where = "upload"
+    body = export(loaded, code, req.format, source)
+    return Response(body, media_type=MEDIA[req.format],
+                    headers={"Content-Disposition": f'attachment; filename="{file_name(loaded, where, req.format)}"'})
 
 
 def _encode_result(loaded: LoadedRun, image_id: int | None, enc: Any) -> dict[str, Any]:
@@ -198,8 +250,8 @@ def _encode_result(loaded: LoadedRun, image_id: int | None, enc: Any) -> dict[st
             "reconstruction": data_uri(loaded.to_uint8(enc.recon[None])[0])}
 
 
-def _encode_id(loaded: LoadedRun, image_id: int) -> dict[str, Any]:
-    return _encode_result(loaded, image_id, loaded.encode_id(image_id))
+def _encode_id(loaded: LoadedRun, image_id: int, split: str | None) -> dict[str, Any]:
+    return _encode_result(loaded, image_id, loaded.encode_id(image_id, split))
 
 
 def _encode_upload(loaded: LoadedRun, raw: bytes) -> dict[str, Any]:

@@ -10,29 +10,28 @@ stale frame is ever computed behind the current one.
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from aelab.data.files import ImageFileError, read_image_file
 from aelab.data.imageset import ImageSet
-from aelab.errors import AelabError, DataError, closest
+from aelab.errors import AelabError, closest
 from aelab.run import Run, load_run
 from aelab.serve.limits import MAX_CODE_VALUE, MAX_NAME
+from aelab.serve.splits import LABELS, ServedImages, SplitError
 
 SLIDERS_ALL = 64
 """Codes up to this many elements get a slider for every element."""
 RANK_CHUNK = 256
 """Elements measured per step of the background effect ranking."""
+
+
 class ServeError(AelabError):
     """A bad request, answered with ``status`` and the message as ``detail``."""
 
@@ -42,36 +41,6 @@ class ServeError(AelabError):
         super().__init__(message)
         if status is not None:
             self.status = status
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """uint8 H×W×C (C 1, 3 or 4) -> PNG bytes; fast compression, the images are tiny."""
-    arr = image[..., 0] if image.shape[-1] == 1 else image
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def data_uri(image: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-@lru_cache(maxsize=1)
-def _magma() -> np.ndarray:
-    import matplotlib
-
-    return (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-
-
-def diff_map(a: torch.Tensor, b: torch.Tensor, floor: float = 0.05) -> tuple[np.ndarray, float]:
-    """|a - b| (images in [0, 1], C×H×W) averaged over channels, coloured with magma.
-
-    The colour scale runs to the largest difference, but never below ``floor``,
-    so a tiny edit is not blown up to look like a large one."""
-    d = (a - b).abs().mean(0)
-    top = float(d.max()) if d.numel() else 0.0
-    idx = (d / max(top, floor)).clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy()
-    return _magma()[idx], top
 
 
 def read_upload(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -132,14 +101,16 @@ class Latest:
 class LoadedRun:
     """A run, its images and caches; every model call goes through ``lock``."""
 
-    def __init__(self, key: str, run: Run, data: ImageSet, label: str, top: int = 16, data_label: str = "",
+    def __init__(self, key: str, run: Run, images: ServedImages, label: str, top: int = 16,
                  range_kind: str = "data", cache: int = 512):
-        self.key, self.run, self.data, self.label = key, run, data, label
+        self.key, self.run, self.images, self.label = key, run, images, label
+        self.data = images.get(None)
+        """The default split: slider ranges, the effect ranking and the element facts come from it."""
         self.range_kind = range_kind
-        self.data_label = data_label or data.name
+        self.data_label = self.data.name if images.data else f"{self.data.name} ({LABELS[images.default]} split)"
         self.lock = threading.Lock()
         self.latest = Latest()
-        self._cache: OrderedDict[int, Encoded] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], Encoded] = OrderedDict()
         self._cache_size = cache
         self._cache_lock = threading.Lock()
         self._ranges: tuple[np.ndarray, np.ndarray] | None = None
@@ -148,6 +119,9 @@ class LoadedRun:
         self._ranking_thread: threading.Thread | None = None
         self.ranking_error: str | None = None
         self._stop = threading.Event()
+        self.effects = np.full(run.latent_size, np.nan)
+        """Per element, the mean |output change| at its slider's two ends from the data's mean code
+        (``latent.element_effects``); NaN until measured (``element_effects`` here, or the ranking)."""
 
     # -- what the page needs to know ---------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -159,6 +133,7 @@ class LoadedRun:
                 "variational": run.variational, "latent_shape": list(run.latent_shape),
                 "latent_size": run.latent_size, "image_shape": [h, w, c], "n_images": len(self.data),
                 "data": self.data_label, "psnr": run.summary.get("psnr"),
+                "split": self.images.default, "splits": self.images.describe(),
                 "low": low.tolist(), "high": high.tolist(), "range": self.range_kind, "sliders": sliders,
                 "slider_order": order, "ranking_error": self.ranking_error}
 
@@ -176,31 +151,45 @@ class LoadedRun:
         return self._ranges
 
     # -- images ----------------------------------------------------------------
-    def subset(self, ids: list[int]) -> ImageSet:
+    def split(self, split: str | None) -> str:
+        """The split's name (None: the default); an unknown one is a 404."""
         try:
-            return self.data.by_ids(ids)
-        except DataError as exc:
-            raise ServeError(str(exc), 404) from None
+            return self.images.name(split)
+        except SplitError as exc:
+            raise ServeError(f"run '{self.key}': {exc}", exc.status) from None
 
-    def page(self, offset: int, limit: int) -> list[tuple[int, np.ndarray]]:
-        """(id, model-view uint8 image) for positions offset..offset+limit of the data."""
-        positions = np.arange(offset, min(offset + limit, len(self.data)))
+    def position(self, image_id: int, split: str | None = None) -> int:
+        """Where image ``image_id`` is in ``split``; a 404 naming the split that has it when this one does not."""
+        try:
+            return self.images.position(self.split(split), image_id)
+        except SplitError as exc:
+            raise ServeError(f"run '{self.key}': {exc}", exc.status) from None
+
+    def subset(self, ids: list[int], split: str | None = None) -> ImageSet:
+        images = self.images.get(self.split(split))
+        return images.subset(np.asarray([self.position(i, split) for i in ids], dtype=np.int64))
+
+    def page(self, offset: int, limit: int, split: str | None = None) -> list[tuple[int, np.ndarray]]:
+        """(id, model-view uint8 image) for positions offset..offset+limit of the split."""
+        data = self.images.get(self.split(split))
+        positions = np.arange(offset, min(offset + limit, len(data)))
         if not len(positions):
             return []
-        subset = self.data.subset(positions)
+        subset = data.subset(positions)
         with self.lock:
             view = self.run.preprocess.inverse(self.run.to_model(subset))
         return list(zip(subset.ids.tolist(), view, strict=True))
 
-    def encode_id(self, image_id: int) -> Encoded:
+    def encode_id(self, image_id: int, split: str | None = None) -> Encoded:
+        key = (self.split(split), image_id)
         with self._cache_lock:
-            hit = self._cache.get(image_id)
+            hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(image_id)
+                self._cache.move_to_end(key)
                 return hit
-        enc = self.encode_images(self.subset([image_id]))
+        enc = self.encode_images(self.subset([image_id], split))
         with self._cache_lock:
-            self._cache[image_id] = enc
+            self._cache[key] = enc
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return enc
@@ -285,7 +274,7 @@ class LoadedRun:
             low, high = self.ranges()
             mean = np.asarray(code_stats(self.run, self.data)["mean"], dtype=np.float32)
             n = self.run.latent_size
-            effects = np.empty(n, dtype=np.float64)
+            effects = self.effects  # filled in place: GET /api/elements reads what is measured so far
             # In chunks, so shutting down stops it soon; not under self.lock, so decodes go on meanwhile.
             for start in range(0, n, RANK_CHUNK):
                 if self._stop.is_set():
@@ -332,8 +321,8 @@ class ServeState:
 
 def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: int = 16,
                range_kind: str = "data") -> ServeState:
-    """Load each run once, with its images: ``data``, or else the run's validation split (held-out
-    images; ids stay rows of the source, as ``aelab edit --id`` reads them)."""
+    """Load each run once, with its images: ``data``, or else the run's splits (``ServedImages``: the
+    validation split first; ids stay rows of the source, as ``aelab edit --id`` reads them)."""
     loaded: list[LoadedRun] = []
     keys: set[str] = set()
     for item in run_paths:
@@ -344,14 +333,7 @@ def load_state(run_paths: list[str | Path | Run], data: str | None = None, top: 
         while key in keys:
             key, i = f"{base}-{i}", i + 1
         keys.add(key)
-        if data is not None:
-            images = run.data(data)
-            shown = images.name
-        else:
-            held_out = run.splits.val is not None
-            images = run.splits.val if held_out else run.splits.train
-            shown = f"{images.name} ({'validation' if held_out else 'training'} split)"
-        one = LoadedRun(key, run, images, label, top, shown, range_kind)
+        one = LoadedRun(key, run, ServedImages(run, data), label, top, range_kind)
         one.ranges()  # a range kind the run cannot have (prior for a plain AE) fails here, at start
         loaded.append(one)
     return ServeState(loaded)

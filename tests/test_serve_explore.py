@@ -8,15 +8,15 @@ import shlex
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_cli import aelab
 
 from aelab.data.files import read_image_file
 from aelab.edits import apply_edits
-from aelab.latent import code_stats, data_ranges, element_effects, factor_table
+from aelab.latent import code_stats, element_effects, factor_table
 from aelab.serve import create_app
-from conftest import tiny_config
-from test_cli import aelab
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """The latent explorer in a real headless Chromium: pick, drag, reset, diff, sample, interpolate,
-copy as command, switch runs, upload; the screenshot is kept as tests/artifacts/explorer.png."""
+copy as command, switch runs, upload, splits and id jumps, downloads; the layout at 1280 and 1024 px
+(one row of panels, whole slider labels and thumbnails, a one-line header). Screenshots are kept in
+tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -82,18 +84,24 @@ def server(runs):
 
 
 @pytest.fixture(scope="module")
-def page(server, sync_playwright):
+def browser(sync_playwright):
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 720})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(server)
-        idle(pg)
-        pg.errors = errors
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 720})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server)
+    idle(pg)
+    pg.errors = errors
+    yield pg
+    context.close()
 
 
 def idle(page, timeout: float = 30_000) -> None:
@@ -133,7 +141,7 @@ def test_explorer_end_to_end(page, runs, tmp_path):
     assert page.locator("#run-select option").count() == 2
     assert page.locator("#sliders input[type=range]").count() == 10
     thumbs = page.locator("#gallery .thumb")
-    assert thumbs.count() == 16
+    assert thumbs.count() == (1440 - 40 - 34 + 8) // 80  # as many whole thumbnails as the strip holds
 
     # pick an image: original, reconstruction, and an unedited decode equal to the reconstruction
     chosen = thumbs.nth(3).get_attribute("data-id")
@@ -217,7 +225,9 @@ def test_explorer_end_to_end(page, runs, tmp_path):
     page.wait_for_function("document.getElementById('cap-original').textContent === 'upload: upload.png'")
     idle(page)
     np.testing.assert_array_equal(pixels(page, "img-original")[..., :3], flipped)
-    assert page.is_disabled("#btn-command")
+    page.click("#btn-command")  # an upload's command reads the file with --image
+    page.wait_for_function("document.getElementById('command-text').textContent.includes('--image upload.png')")
+    assert "put the file's path in place of upload.png" in page.text_content("#command-note")
 
     # back to a data image, one slider moved, for the screenshot
     thumbs.nth(3).click()
@@ -231,3 +241,115 @@ def test_explorer_end_to_end(page, runs, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert Image.open(shot).size[0] == 1440
     assert page.errors == []
+
+
+# -- layout at the widths people use, splits, id jumps, downloads ----------------------------------------
+
+LAYOUT = """() => {
+  const box = (e) => e.getBoundingClientRect();
+  const panels = [...document.querySelectorAll('.panel')].filter((p) => !p.hidden).map(box);
+  const strip = box(document.getElementById('gallery'));
+  const header = [...document.querySelector('.top').children].flatMap((c) =>
+    c.classList.contains('chips') ? [...c.children] : [c]).map(box);
+  const clipped = [...document.querySelectorAll(
+    '#sliders, #gallery, .slider .name, .slider .value, .slider .range, .chip, .thumb span, .panel figcaption')]
+    .filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.id || e.textContent);
+  return {
+    panelTops: panels.map((p) => p.top), panelBottoms: panels.map((p) => p.bottom),
+    thumbs: [...document.querySelectorAll('#gallery .thumb')].map(box).map((t) => [t.left, t.right]),
+    strip: [strip.left, strip.right],
+    headerMiddles: header.map((h) => (h.top + h.bottom) / 2),
+    clipped, pageWidth: document.documentElement.scrollWidth, viewport: innerWidth,
+    facts: [...document.querySelectorAll('#sliders .facts')]
+      .map((f) => [f.textContent, f.querySelectorAll('b').length]),
+  };
+}"""
+
+
+def open_page(browser, server, width: int):
+    pg = browser.new_page(viewport={"width": width, "height": 800}, accept_downloads=True)
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.goto(server)
+    idle(pg)
+    return pg
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_layout_fits_with_the_difference_map_and_a_vae(browser, server, width):
+    pg = open_page(browser, server, width)
+    pg.select_option("#run-select", index=1)  # the VAE: the longest header
+    pg.wait_for_function("document.querySelectorAll('#sliders input[type=range]').length === 12")
+    pg.check("#diff-toggle")
+    pg.wait_for_function("document.querySelectorAll('#sliders .facts b').length === 24")  # two factors each
+    pg.locator('#sliders input[data-index="1"]').scroll_into_view_if_needed()
+    drag(pg, 1, 0.5, 0.95)
+    idle(pg)
+    pg.wait_for_function("document.getElementById('cap-edited').textContent === '1 element changed'")
+    pg.evaluate("window.scrollTo(0, 0)")
+    got = pg.evaluate(LAYOUT)
+    assert len(got["panelTops"]) == 4
+    assert max(got["panelTops"]) - min(got["panelTops"]) < 1  # the fourth panel sits beside the first
+    assert got["pageWidth"] <= got["viewport"]  # nothing sticks out sideways
+    assert got["clipped"] == []  # slider names, values, ranges, chips and thumbnail ids are whole
+    left, right = got["strip"]
+    assert len(got["thumbs"]) >= 10 and all(left <= a and b <= right + 0.5 for a, b in got["thumbs"])
+    assert max(got["headerMiddles"]) - min(got["headerMiddles"]) < 4  # the header is one line
+    for text, named in got["facts"]:
+        assert text.startswith("Δ ") and named == 2 and " r " in text
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"explorer-{width}.png"), full_page=True)
+    assert pg.errors == []
+    pg.close()
+
+
+def test_splits_id_jumps_and_downloads(browser, server, runs, tmp_path):
+    from aelab.run import load_run
+
+    run = load_run(runs[0])
+    train, val = run.splits.train, run.splits.val
+    pg = open_page(browser, server, 1280)
+    assert pg.eval_on_selector_all("#split-select option", "os => os.map(o => o.value)") == ["val", "train"]
+    first = pg.locator("#gallery .thumb").first.get_attribute("data-id")
+    assert first == str(val.ids[0])
+
+    # the training split: its first image is picked, the page counts its images
+    pg.select_option("#split-select", "train")
+    pg.wait_for_function(f"document.getElementById('cap-original').textContent === '#{train.ids[0]}'")
+    idle(pg)
+    assert pg.text_content("#page-label").endswith(f"of {len(train)}")
+
+    # jump to an id far down the training split: its page is shown and it is picked
+    target = int(train.ids[100])
+    pg.fill("#jump-id", str(target))
+    pg.click("#jump-go")
+    pg.wait_for_function(f"document.getElementById('cap-original').textContent === '#{target}'")
+    idle(pg)
+    assert pg.locator(f'#gallery .thumb.selected[data-id="{target}"]').count() == 1
+    want = run.preprocess.inverse(run.to_model(train.by_ids([target])))[0]
+    np.testing.assert_array_equal(pixels(pg, "img-original")[..., :3], want)
+
+    # an id of the other split: a message that says where it is, and the picked image stays
+    pg.fill("#jump-id", str(val.ids[0]))
+    pg.click("#jump-go")
+    pg.wait_for_function("document.getElementById('status').classList.contains('error')")
+    assert "is in the validation split" in pg.text_content("#status")
+    assert pg.text_content("#cap-original") == f"#{target}"
+
+    # downloads: the .npy code decodes to the edited decode on the page, and the PNG is its pixels
+    drag(pg, 4, 0.5, 0.1)
+    idle(pg)
+    shown = pixels(pg, "img-edited")[..., :3]
+    with pg.expect_download() as got:
+        pg.click("#dl-npy")
+    path = tmp_path / got.value.suggested_filename
+    got.value.save_as(path)
+    assert path.name == f"ae-train{target}-code.npy"
+    code = np.load(path, allow_pickle=False)
+    np.testing.assert_array_equal(run.decode(code[None])[0], shown)
+    with pg.expect_download() as got:
+        pg.click("#dl-png")
+    got.value.save_as(tmp_path / "edited.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "edited.png")), shown)
+    assert pg.errors == []
+    pg.close()

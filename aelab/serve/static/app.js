@@ -4,12 +4,15 @@
 // code dirty, and the newest code is sent (on the next animation frame) when the previous answer arrives.
 "use strict";
 
-const PAGE = 16;
+const THUMB = 72 + 8;  // a thumbnail's width (64 px image, padding, border) and the gap after it
+const MAX_PAGE = 200;  // the server's most images per page
 const $ = (id) => document.getElementById(id);
 
 const S = {
   runs: [], run: null,          // run infos from /api/runs; the current one
-  offset: 0, total: 0,          // gallery paging
+  split: null,                  // the split the gallery shows (val, train, test or data)
+  offset: 0, total: 0, page: 16, // gallery paging; page: as many thumbnails as fit the strip
+  facts: {},                    // per run, element -> {effect, factors} from /api/elements
   imageId: null, upload: null,  // the picked data-set image id, or the uploaded File
   imageCode: [], code: [],      // the image's own code, and the code being decoded
   extra: [],                    // elements added through the search box
@@ -50,6 +53,14 @@ function short(v) {
   return Math.abs(v) >= 1000 ? v.toExponential(1) : String(Number(v.toPrecision(3)));
 }
 
+function pageSize() {
+  // As many whole thumbnails as the strip is wide: none is ever cut off.
+  const width = $("gallery").clientWidth || 1000;
+  return Math.max(1, Math.min(MAX_PAGE, Math.floor((width + 8) / THUMB)));
+}
+
+function signed(r) { return (r < 0 ? "−" : "+") + Math.abs(r).toFixed(2); }
+
 function rangeText(kind) {
   return {data: "data mean ± 2σ", prior: "the prior's central 95%", minmax: "data min … max"}[kind] || kind;
 }
@@ -72,7 +83,7 @@ async function loadRuns() {
   S.runs = body.runs;
   const sel = $("run-select");
   sel.replaceChildren(...S.runs.map((r) => el("option", {value: r.name},
-    `${r.name} — ${r.family}${r.variational ? " (VAE)" : ""}, ${r.latent_size}-element code`)));
+    `${r.name}${r.variational ? " (VAE)" : ""}`)));
   sel.disabled = S.runs.length < 2;
   sel.addEventListener("change", () => switchRun(sel.value).catch(fail));
   await switchRun(S.runs[0].name);
@@ -82,30 +93,69 @@ function showRunInfo() {
   const r = S.run;
   const chip = (k, v) => el("span", {class: "chip"}, `${k} `, el("b", {}, v));
   $("run-info").replaceChildren(
-    chip("model", r.family + (r.variational ? " · variational" : "")),
+    el("span", {class: "chip", title: "model family"}, el("b", {}, r.family), r.variational ? " · variational" : ""),
     chip("code", r.latent_shape.join("×")),
     chip("image", r.image_shape.join("×")),
     ...(r.psnr != null ? [chip("val PSNR", `${r.psnr.toFixed(2)} dB`)] : []));
-  $("data-name").textContent = `· ${r.n_images} from ${r.data}`;
+  $("split-select").replaceChildren(...r.splits.map((s) => el("option", {value: s.name, title: s.source},
+    `${s.label} · ${s.n_images}`)));
+  $("split-select").value = S.split;
+  $("split-select").disabled = r.splits.length < 2;
+  showSource();
   $("search").hidden = r.slider_order === "all";
   $("search-index").max = r.latent_size - 1;
+  const [h, w] = r.image_shape;
+  document.documentElement.style.setProperty("--aspect", `${w} / ${h}`);
+  // Slider columns as wide as the longest name and range label of this run (monospace ch).
+  const labels = r.low.map((lo, i) => rangeLabel(lo, r.high[i]).length);
+  const sliders = $("sliders").style;
+  sliders.setProperty("--range-ch", Math.max(8, ...labels) + 1);
+  sliders.setProperty("--name-ch", `z[${r.latent_size - 1}]`.length + 1);
 }
+
+function showSource() {
+  const s = S.run.splits.find((x) => x.name === S.split);
+  $("data-name").textContent = `${s.label}${S.split === "data" ? "" : " split"}: ${s.n_images} images; ` +
+    `ids are rows of ${s.source}`;
+}
+
+function rangeLabel(lo, hi) { return `${short(lo)} … ${short(hi)}`; }
 
 async function switchRun(name) {
   S.run = S.runs.find((r) => r.name === name);
   $("run-select").value = name;
   S.extra = [];
+  if (!S.run.splits.some((s) => s.name === S.split)) S.split = S.run.split;
   closeInterp();
   showRunInfo();
   watchRanking();
   const keep = S.imageId;
-  await loadPage(0);
-  if (S.upload) return encodeUpload(S.upload);
+  if (S.upload) {
+    await loadPage(0);
+    return encodeUpload(S.upload);
+  }
   try {
-    if (keep !== null) return await pick(keep);
-  } catch (err) { /* not in this run's data: fall back to its first image */ }
+    if (keep !== null) return await jump(keep);
+  } catch (err) { /* not in this run's split: fall back to its first image */ }
+  await loadPage(0);
   const first = document.querySelector("#gallery .thumb");
   if (first) await pick(Number(first.dataset.id));
+}
+
+async function switchSplit(name) {
+  S.split = name;
+  $("split-select").value = name;
+  closeInterp();
+  showSource();
+  await loadPage(0);
+  const first = document.querySelector("#gallery .thumb");
+  if (first) await pick(Number(first.dataset.id));
+}
+
+async function jump(id) {
+  // The page that holds image `id` in the current split, then the image itself; a 404 says where it is.
+  await loadPage(0, id);
+  await pick(id);
 }
 
 function watchRanking() {
@@ -118,21 +168,25 @@ function watchRanking() {
     S.runs[i] = fresh;
     if (S.run.name === fresh.name) {
       S.run = fresh;
-      if (fresh.slider_order !== "spread") renderSliders(); else watchRanking();
+      if (fresh.slider_order !== "spread") { renderSliders(); loadFacts(); } else watchRanking();
     }
   }, 2000);
 }
 
 // -- gallery --------------------------------------------------------------------------------------
-async function loadPage(offset) {
-  const body = await api(`/api/images?run=${encodeURIComponent(S.run.name)}&offset=${offset}&limit=${PAGE}`);
+async function loadPage(offset, atId = null) {
+  S.page = pageSize();
+  const where = atId === null ? `offset=${offset}` : `at_id=${atId}`;
+  const body = await api(`/api/images?run=${encodeURIComponent(S.run.name)}&split=${S.split}&${where}` +
+    `&limit=${S.page}`);
+  offset = body.offset;
   S.offset = offset;
   S.total = body.total;
   $("gallery").replaceChildren(...body.items.map((it) => el("button", {
     class: "thumb", "data-id": it.id, title: `image ${it.id}`,
     onclick: () => (S.interp && S.interp.picking ? pickB(it.id) : pick(it.id)).catch(fail),
   }, el("img", {src: it.image, alt: `image ${it.id}`}), el("span", {}, `#${it.id}`))));
-  const last = Math.min(offset + PAGE, S.total);
+  const last = Math.min(offset + S.page, S.total);
   $("page-label").textContent = S.total ? `${offset + 1}–${last} of ${S.total}` : "no images";
   $("page-prev").disabled = offset === 0;
   $("page-next").disabled = last >= S.total;
@@ -157,22 +211,22 @@ function showEncoded(body, caption) {
   $("img-edited").src = body.reconstruction;
   $("cap-original").textContent = caption;
   $("command-box").hidden = true;
-  $("btn-command").disabled = S.upload !== null;
-  $("btn-command").title = S.upload !== null ? "an upload has no id in the data: pick a data-set image"
+  $("btn-command").title = S.upload !== null ? "the aelab edit command that makes this decode from your file (--image)"
     : "the aelab edit command that makes this decode";
   renderSliders();
+  loadFacts();
   if (S.diff) requestDecode();
   else updateEditedCaption();
 }
 
 async function pick(id) {
-  const body = await api("/api/encode", {run: S.run.name, image_id: id});
+  const body = await api("/api/encode", {run: S.run.name, image_id: id, split: S.split});
   S.imageId = id;
   S.upload = null;
   closeInterp();
   showEncoded(body, `#${id}`);
   markGallery();
-  status(`image #${id}`);
+  status(`image #${id} of the ${S.run.splits.find((x) => x.name === S.split).label} images`);
 }
 
 async function encodeUpload(file) {
@@ -227,8 +281,10 @@ function sliderRow(i, removable) {
     el("div", {class: "track"}, input, mark),
     value,
     el("span", {class: "range mono", title: `slider range: ${rangeText(S.run.range)}`},
-      `${short(S.run.low[i])} … ${short(S.run.high[i])}`),
-    removable ? el("button", {class: "remove", title: "remove", onclick: () => removeExtra(i)}, "×") : el("span"));
+      rangeLabel(S.run.low[i], S.run.high[i])),
+    removable ? el("button", {class: "remove", title: "remove", onclick: () => removeExtra(i)}, "×") : el("span"),
+    el("div", {class: "facts", "data-index": i}));
+  showFacts(row.querySelector(".facts"), i);
   const place = () => {
     const [a, b] = bounds(i);
     mark.style.left = `calc(8px + (100% - 16px) * ${(S.imageCode[i] - a) / (b - a)})`;
@@ -249,6 +305,34 @@ function sliderRow(i, removable) {
   row.place = place;
   place();
   return row;
+}
+
+// -- what each element moves ------------------------------------------------------------------------
+async function loadFacts() {
+  // The two strongest factors (r) and the measured effect of each shown element, asked once per run.
+  const run = S.run.name;
+  const known = S.facts[run] || (S.facts[run] = {note: null, elements: {}});
+  const todo = sliderIndices().filter((i) => !(i in known.elements));
+  if (!todo.length || !S.code.length) return;
+  const body = await api(`/api/elements?run=${encodeURIComponent(run)}&elements=${todo.slice(0, 256).join(",")}`);
+  known.note = body.factors_note;
+  for (const e of body.elements) known.elements[e.element] = e;
+  if (S.run.name !== run) return;
+  for (const box of document.querySelectorAll("#sliders .facts")) showFacts(box, Number(box.dataset.index));
+  if (todo.length > 256) await loadFacts();
+}
+
+function showFacts(box, i) {
+  const known = S.facts[S.run.name];
+  const e = known && known.elements[i];
+  if (!e) { box.textContent = " "; return; }
+  const parts = (e.factors || []).map((f) => el("span", {}, el("b", {}, f.factor), ` r ${signed(f.r)}`));
+  const effect = el("span", {class: "effect", title: "mean |pixel change| (pixels in 0..1) with this element " +
+    "alone at either end of its range, from the data's mean code"}, `Δ ${e.effect.toFixed(3)}`);
+  const items = [effect, ...parts];
+  box.replaceChildren(...items.flatMap((x, k) => (k ? [" · ", x] : [x])));
+  box.title = e.factors ? "the generating factors this element tracks most (Pearson r over " +
+    `${S.run.data}) and its measured effect on the decode` : (known.note || "");
 }
 
 function syncSliders() {
@@ -275,6 +359,7 @@ function addExtra() {
   if (!sliderIndices().includes(i)) S.extra.push(i);
   box.value = "";
   renderSliders();
+  loadFacts().catch(fail);
   const row = document.querySelector(`#sliders .slider[data-index="${i}"]`);
   if (row) row.scrollIntoView({block: "nearest"});
 }
@@ -312,7 +397,8 @@ async function pump() {
   const epoch = S.epoch;
   const body = {run: S.run.name, code: S.code.slice(), client: S.client, seq: ++S.seq, diff: S.diff};
   if (S.diff) {
-    if (S.imageId !== null && S.upload === null) body.image_id = S.imageId; else body.reference = S.imageCode;
+    if (S.imageId !== null && S.upload === null) Object.assign(body, {image_id: S.imageId, split: S.split});
+    else body.reference = S.imageCode;
   }
   try {
     const r = await api("/api/decode", body);
@@ -357,7 +443,7 @@ function startInterp() {
 }
 
 async function pickB(id) {
-  const body = await api("/api/encode", {run: S.run.name, image_id: id});
+  const body = await api("/api/encode", {run: S.run.name, image_id: id, split: S.split});
   Object.assign(S.interp, {picking: false, b: id, codeB: body.code});
   $("pick-hint").hidden = true;
   $("interp").hidden = false;
@@ -368,7 +454,8 @@ async function pickB(id) {
   const strip = $("interp-strip");
   strip.replaceChildren();
   if (S.upload === null) {
-    const r = await api("/api/interpolate", {run: S.run.name, image_a: S.imageId, image_b: id, steps: 11});
+    const r = await api("/api/interpolate", {run: S.run.name, image_a: S.imageId, image_b: id, steps: 11,
+      split: S.split});
     strip.replaceChildren(...r.images.map((src, k) => el("img", {src, alt: `t = ${r.t[k]}`,
       title: `t = ${r.t[k].toFixed(2)}`, "data-t": r.t[k], onclick: () => setMix(r.t[k], true)})));
     markFrames();
@@ -398,8 +485,9 @@ function closeInterp() {
 }
 
 async function copyCommand() {
-  if (S.upload !== null) return;
-  const r = await api("/api/command", {run: S.run.name, image_id: S.imageId, code: S.code});
+  const where = S.upload !== null ? {reference: S.imageCode, upload_name: S.upload.name}
+    : {image_id: S.imageId, split: S.split};
+  const r = await api("/api/command", {run: S.run.name, code: S.code, ...where});
   $("command-box").hidden = false;
   $("command-text").textContent = r.command;
   let copied = false;
@@ -414,14 +502,55 @@ async function copyCommand() {
     copied = document.execCommand && document.execCommand("copy");
   }
   $("command-note").textContent = (r.changed.length ? `${r.changed.length} element(s) set` :
-    "no element changed yet: the command only reconstructs") + (copied ? " · copied to the clipboard" : "");
+    "no element changed yet: the command only reconstructs") + (copied ? " · copied to the clipboard" : "") +
+    (r.image ? ` · run it where ${r.image} is, or put the file's path in place of ${r.image} ` +
+      "(the browser does not tell the page where the file came from)" : "");
+}
+
+async function download(format) {
+  // The server writes the file (the same decode /api/decode shows; the code as float32); the page saves it.
+  const body = {run: S.run.name, code: S.code, format};
+  if (S.upload !== null) body.upload_name = S.upload.name;
+  else Object.assign(body, {image_id: S.imageId, split: S.split});
+  const r = await fetch("/api/download", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(body)});
+  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || `${r.status} ${r.statusText}`);
+  const name = (/filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "") || [])[1] || `edited.${format}`;
+  const url = URL.createObjectURL(await r.blob());
+  const a = el("a", {href: url, download: name});
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  status(`downloaded ${name}`);
 }
 
 // -- wiring -------------------------------------------------------------------------------------------------
 function wire() {
   const guard = (fn) => () => Promise.resolve(fn()).catch(fail);
-  $("page-prev").addEventListener("click", guard(() => loadPage(Math.max(0, S.offset - PAGE))));
-  $("page-next").addEventListener("click", guard(() => loadPage(S.offset + PAGE)));
+  $("page-prev").addEventListener("click", guard(() => loadPage(Math.max(0, S.offset - S.page))));
+  $("page-next").addEventListener("click", guard(() => loadPage(S.offset + S.page)));
+  $("split-select").addEventListener("change", guard(() => switchSplit($("split-select").value)));
+  $("jump").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("jump-id").value;
+    const id = Number(text);
+    if (text === "" || !Number.isSafeInteger(id) || id < 0) { fail(new Error("image id: a whole number from 0")); return; }
+    jump(id).catch(fail);
+  });
+  for (const b of document.querySelectorAll(".outputs [data-format]")) {
+    b.addEventListener("click", guard(() => download(b.dataset.format)));
+  }
+  let resized = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => {
+      if (S.run && pageSize() !== S.page) {
+        const at = S.upload === null && S.imageId !== null ? S.imageId : null;
+        loadPage(at === null ? S.offset : 0, at).catch(fail);
+      }
+    }, 150);
+  });
   $("upload").addEventListener("change", guard(async () => {
     const file = $("upload").files[0];
     $("upload").value = "";

@@ -37,7 +37,7 @@ VENV_AELAB = Path(sys.executable).with_name("aelab")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "serve.md"
 UPLOAD_MB = 0.25
 UPLOAD_LIMIT = int(UPLOAD_MB * 2**20)
-POSTS = ["/api/encode", "/api/decode", "/api/sample", "/api/interpolate", "/api/command"]
+POSTS = ["/api/encode", "/api/decode", "/api/sample", "/api/interpolate", "/api/command", "/api/download"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def valid(client, ids) -> dict[str, dict]:
             "/api/decode": {"code": code, "image_id": ids[0], "diff": True, "client": "t", "seq": 1},
             "/api/sample": {"n": 2, "seed": 3},
             "/api/interpolate": {"image_a": ids[0], "image_b": ids[1], "steps": 3},
-            "/api/command": {"image_id": ids[0], "code": code}}
+            "/api/command": {"image_id": ids[0], "code": code},
+            "/api/download": {"image_id": ids[0], "split": "val", "code": code, "format": "npy"}}
 
 
 def check(r: httpx.Response, status: int, words: str = "") -> None:
@@ -127,7 +128,7 @@ BIG, NEG = 10**30, -1
 INT_FIELDS = [
     ("/api/encode", "image_id"), ("/api/decode", "image_id"), ("/api/decode", "seq"), ("/api/sample", "n"),
     ("/api/sample", "seed"), ("/api/interpolate", "image_a"), ("/api/interpolate", "image_b"),
-    ("/api/interpolate", "steps"), ("/api/command", "image_id"),
+    ("/api/interpolate", "steps"), ("/api/command", "image_id"), ("/api/download", "image_id"),
 ]
 
 
@@ -149,6 +150,11 @@ def test_every_integer_field_out_of_range_or_of_the_wrong_type_is_422(client, va
     ("/api/decode", "run", "r" * 300, 422, "run"),
     ("/api/sample", "n", 65, 422, "n"),
     ("/api/interpolate", "steps", 1, 422, "steps"),
+    ("/api/download", "image_id", MAX_INT, 404, f"no image with id {MAX_INT}"),
+    ("/api/download", "upload_name", "x" * 256, 422, "upload_name"),
+    ("/api/command", "upload_name", "x" * 256, 422, "upload_name"),
+    ("/api/encode", "split", "test", 404, "no test split"),  # a name the run lacks
+    ("/api/encode", "split", "holdout", 422, "split"),
 ])
 def test_integers_at_and_past_their_bounds(client, valid, path, field, value, status, words):
     r = client.post(path, json=valid[path] | {field: value})
@@ -159,7 +165,7 @@ def test_integers_at_and_past_their_bounds(client, valid, path, field, value, st
 
 
 @pytest.mark.parametrize("path, field", [("/api/decode", "code"), ("/api/decode", "reference"),
-                                         ("/api/command", "code")])
+                                         ("/api/command", "code"), ("/api/download", "code")])
 @pytest.mark.parametrize("value, words", [("NaN", "is nan"), ("Infinity", "is inf"), ("-Infinity", "is -inf"),
                                           ("1e400", "is inf"), ("1e7", "beyond")])
 def test_codes_with_nan_inf_or_huge_values_are_422(client, valid, path, field, value, words):
@@ -182,6 +188,8 @@ def test_malformed_json_and_wrong_shapes_are_422_on_every_endpoint(client, path,
     ({"offset": "-1"}, "offset"), ({"offset": "NaN"}, "offset"), ({"offset": "1e400"}, "offset"),
     ({"offset": "1.5"}, "offset"), ({"limit": str(BIG)}, "limit"), ({"limit": "-1"}, "limit"),
     ({"limit": "0"}, "limit"), ({"limit": "201"}, "limit"), ({"run": "r" * 300}, "run"),
+    ({"at_id": str(MAX_INT + 1)}, "at_id"), ({"at_id": "-1"}, "at_id"), ({"at_id": "1.5"}, "at_id"),
+    ({"split": "holdout"}, "split"),
 ])
 def test_image_pages_with_out_of_range_queries_are_422(client, valid, params, words):
     check(client.get("/api/images", params=params), 422, words)
@@ -420,11 +428,12 @@ EDGE_FLOATS = st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308,
 JSON_SCALARS = st.none() | st.booleans() | EDGE_INTS | EDGE_FLOATS | st.text(max_size=20)
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=12)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
-FIELDS = {"/api/encode": ["run", "image_id"],
-          "/api/decode": ["run", "code", "image_id", "reference", "diff", "client", "seq"],
+FIELDS = {"/api/encode": ["run", "image_id", "split"],
+          "/api/decode": ["run", "code", "image_id", "split", "reference", "diff", "client", "seq"],
           "/api/sample": ["run", "n", "seed"],
-          "/api/interpolate": ["run", "image_a", "image_b", "steps", "mode"],
-          "/api/command": ["run", "image_id", "code"]}
+          "/api/interpolate": ["run", "image_a", "image_b", "split", "steps", "mode"],
+          "/api/command": ["run", "image_id", "split", "code", "reference", "upload_name"],
+          "/api/download": ["run", "code", "format", "image_id", "split", "upload_name"]}
 CODES = st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(), min_size=9, max_size=11)
 PROPERTY = settings(max_examples=40, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -432,7 +441,8 @@ PROPERTY = settings(max_examples=40, deadline=None, database=None,
 
 def _no_5xx(r: httpx.Response) -> None:
     assert r.status_code < 500, (r.status_code, r.text[:300])
-    assert isinstance(r.json()["detail"] if r.status_code >= 400 else r.json(), str | dict)
+    if r.status_code >= 400 or r.headers["content-type"] == "application/json":  # a download's file is not
+        assert isinstance(r.json()["detail"] if r.status_code >= 400 else r.json(), str | dict)
 
 
 @pytest.mark.parametrize("path", POSTS)
@@ -462,7 +472,16 @@ def test_any_bytes_to_encode_get_an_answer_below_500(client, body, ctype):
 
 
 @PROPERTY
-@given(params=st.dictionaries(st.sampled_from(["run", "offset", "limit", "x"]),
+@given(params=st.dictionaries(st.sampled_from(["run", "offset", "limit", "split", "at_id", "x"]),
                               st.text(max_size=30) | st.integers().map(str) | st.floats().map(str), max_size=3))
 def test_any_image_page_query_gets_an_answer_below_500(client, params):
     _no_5xx(client.get("/api/images", params=params))
+
+
+@PROPERTY
+@given(params=st.dictionaries(st.sampled_from(["run", "elements", "x"]),
+                              st.text(max_size=30) | st.integers().map(str) |
+                              st.lists(st.integers(-5, 2**70), max_size=20).map(lambda v: ",".join(map(str, v))),
+                              max_size=3))
+def test_any_element_query_gets_an_answer_below_500(client, params):
+    _no_5xx(client.get("/api/elements", params=params))

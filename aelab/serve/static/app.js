@@ -19,7 +19,7 @@ const S = {
   diff: false,
   interp: null,                 // {picking, b, codeB, t} while interpolating
   client: Math.random().toString(36).slice(2, 10),
-  seq: 0, inflight: false, dirty: false, polling: null,
+  seq: 0, inflight: false, dirty: false, polling: null, paging: 0, booting: true,
   epoch: 0,                     // bumped when a new image or run is shown: older decodes are dropped
 };
 
@@ -75,7 +75,7 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-function setPending() { document.body.dataset.pending = S.inflight || S.dirty ? "1" : "0"; }
+function setPending() { document.body.dataset.pending = S.booting || S.inflight || S.dirty || S.paging ? "1" : "0"; }
 
 // -- runs ---------------------------------------------------------------------------------------
 async function loadRuns() {
@@ -177,8 +177,16 @@ function watchRanking() {
 async function loadPage(offset, atId = null) {
   S.page = pageSize();
   const where = atId === null ? `offset=${offset}` : `at_id=${atId}`;
-  const body = await api(`/api/images?run=${encodeURIComponent(S.run.name)}&split=${S.split}&${where}` +
-    `&limit=${S.page}`);
+  S.paging++;
+  setPending();
+  let body;
+  try {
+    body = await api(`/api/images?run=${encodeURIComponent(S.run.name)}&split=${S.split}&${where}` +
+      `&limit=${S.page}`);
+  } finally {
+    S.paging--;
+    setPending();
+  }
   offset = body.offset;
   S.offset = offset;
   S.total = body.total;
@@ -541,16 +549,18 @@ function wire() {
   for (const b of document.querySelectorAll(".outputs [data-format]")) {
     b.addEventListener("click", guard(() => download(b.dataset.format)));
   }
+  // The strip's width decides the page size: when it changes (the window, a scroll bar), page again so
+  // every thumbnail stays whole, keeping the picked image on the page.
   let resized = null;
-  window.addEventListener("resize", () => {
+  new ResizeObserver(() => {
     clearTimeout(resized);
     resized = setTimeout(() => {
       if (S.run && pageSize() !== S.page) {
         const at = S.upload === null && S.imageId !== null ? S.imageId : null;
         loadPage(at === null ? S.offset : 0, at).catch(fail);
       }
-    }, 150);
-  });
+    }, 100);
+  }).observe($("gallery"));
   $("upload").addEventListener("change", guard(async () => {
     const file = $("upload").files[0];
     $("upload").value = "";
@@ -573,5 +583,5 @@ function wire() {
 
 window.addEventListener("DOMContentLoaded", () => {
   wire();
-  loadRuns().then(() => setPending()).catch(fail);
+  loadRuns().catch(fail).finally(() => { S.booting = false; setPending(); });
 });

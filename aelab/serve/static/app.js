@@ -551,11 +551,17 @@ function wire() {
   }
   // The strip's width decides the page size: when it changes (the window, a scroll bar), page again so
   // every thumbnail stays whole, keeping the picked image on the page.
+  // Counted as pending from the first change until the new page is in, so tests wait for it.
   let resized = null;
   new ResizeObserver(() => {
+    if (!S.run) return;
+    if (resized === null) { S.paging++; setPending(); }
     clearTimeout(resized);
     resized = setTimeout(() => {
-      if (S.run && pageSize() !== S.page) {
+      resized = null;
+      S.paging--;
+      setPending();
+      if (pageSize() !== S.page) {
         const at = S.upload === null && S.imageId !== null ? S.imageId : null;
         loadPage(at === null ? S.offset : 0, at).catch(fail);
       }

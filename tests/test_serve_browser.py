@@ -276,6 +276,7 @@ def open_page(browser, server, width: int):
     return pg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [1280, 1024])
 def test_layout_fits_with_the_difference_map_and_a_vae(browser, server, width):
     pg = open_page(browser, server, width)
@@ -304,6 +305,7 @@ def test_layout_fits_with_the_difference_map_and_a_vae(browser, server, width):
     pg.close()
 
 
+@pytest.mark.slow
 def test_splits_id_jumps_and_downloads(browser, server, runs, tmp_path):
     from aelab.run import load_run
 

@@ -51,7 +51,7 @@ def create_app(run_paths: list[str | Path | Run], data: str | None = None, max_u
                top: int = 16, range_kind: str = "data", allowed_hosts: list[str] | None = None) -> FastAPI:
     """The explorer app for ``run_paths`` (folders or loaded Runs), each loaded once.
 
-    ``data``: a data source for every run (default: each run's validation split).
+    ``data``: a data source for every run (default: each run's validation, training and test splits).
     ``top``: sliders shown for codes of more than 64 elements. ``range_kind``: slider ranges,
     as ``aelab.latent.data_ranges`` takes them (data: mean ± 2σ, prior, minmax, LOW:HIGH). ``allowed_hosts``:
     Host headers to accept (the CLI passes the loopback names when bound to loopback,

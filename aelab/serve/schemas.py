@@ -70,7 +70,7 @@ class RunInfo(BaseModel):
 class RunsResponse(BaseModel):
     runs: list[RunInfo]
     max_upload_mb: float
-    data: str | None = Field(description="The --data source, or null for each run's validation split")
+    data: str | None = Field(description="The --data source, or null for each run's own splits")
 
 
 class ImageItem(BaseModel):

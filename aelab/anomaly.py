@@ -306,14 +306,22 @@ def _counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 # -- files ------------------------------------------------------------------------
 
-def write_scores_csv(path: str | Path, scores: np.ndarray, ids: np.ndarray | None = None) -> Path:
-    """The course's submission format: header ``ID,score``, one row per image (ids 0..N-1 by default)."""
+def write_scores_csv(path: str | Path, scores: np.ndarray, ids: np.ndarray | None = None,
+                     labels: np.ndarray | None = None) -> Path:
+    """The course's submission format: header ``ID,score``, one row per image (ids 0..N-1 by default);
+    with ``labels`` (0/1 per image, ``aelab predict``) a third column ``label``."""
     scores = np.asarray(scores, dtype=np.float64)
     ids = np.arange(len(scores)) if ids is None else np.asarray(ids)
-    if len(ids) != len(scores):
-        raise AelabError(f"{len(ids)} ids for {len(scores)} scores")
-    rows = "".join(f"{int(i)},{s:.9g}\n" for i, s in zip(ids.tolist(), scores.tolist(), strict=True))
-    atomic_write(path, "ID,score\n" + rows)
+    if len(ids) != len(scores) or (labels is not None and len(labels) != len(scores)):
+        raise AelabError(f"{len(ids)} ids and {'no' if labels is None else len(labels)} labels "
+                         f"for {len(scores)} scores")
+    if labels is None:
+        rows = "".join(f"{int(i)},{s:.9g}\n" for i, s in zip(ids.tolist(), scores.tolist(), strict=True))
+        atomic_write(path, "ID,score\n" + rows)
+    else:
+        rows = "".join(f"{int(i)},{s:.9g},{int(y)}\n" for i, s, y in zip(ids.tolist(), scores.tolist(),
+                                                                          np.asarray(labels).tolist(), strict=True))
+        atomic_write(path, "ID,score,label\n" + rows)
     return Path(path)
 
 

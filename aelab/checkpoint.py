@@ -52,6 +52,37 @@ def read_checkpoint(path: Path, tensors: bool = True) -> tuple[dict[str, Any], d
     return meta, found
 
 
+def weights_metadata(config: dict[str, Any], input_shape: Any, image_shape: Any, **extra: str) -> dict[str, str]:
+    """The metadata of ``model.safetensors`` / ``best.safetensors``: the resolved config and shapes as JSON,
+    so the file alone rebuilds its model (``create_model(config["model"], input_shape)``, docs/export.md)."""
+    import aelab
+
+    return {"format": "pt", "aelab": aelab.__version__, "config": json.dumps(config),
+            "input_shape": json.dumps(list(input_shape)), "image_shape": json.dumps(list(image_shape)), **extra}
+
+
+def read_weights_metadata(path: Path) -> dict[str, Any]:
+    """``config``, ``input_shape`` and ``image_shape`` from a weights file's metadata; a RunError naming
+    the file when they are absent (weights written before they were recorded: use the run's config.yaml)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            header = fh.metadata() or {}
+    except FileNotFoundError:
+        raise RunError(f"{path}: weights file not found") from None
+    except Exception as exc:  # safetensors' own error types for truncated or corrupt files
+        raise RunError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+                       ) from None
+    if "config" not in header:
+        raise RunError(f"{path}: its metadata holds no config (written before aelab recorded it there); "
+                       f"use the run folder's config.yaml and summary.json")
+    try:
+        return {k: json.loads(header[k]) for k in ("config", "input_shape", "image_shape")}
+    except (KeyError, json.JSONDecodeError):
+        raise RunError(f"{path}: the config in its metadata is not valid JSON") from None
+
+
 def read_log(path: Path) -> list[dict[str, Any]]:
     """The records of metrics.jsonl. A torn last line (a kill in the middle of writing it) is
     dropped; a bad line anywhere else is a RunError naming the file and line."""

@@ -36,6 +36,8 @@ LEGACY_LATENT = "latent_gaussian.safetensors"  # legacy: the latent anomaly scor
 SCORES = "scores.csv"  # per-image anomaly scores (oneclass, demo)
 QUALITY = "quality"  # aelab.quality's feature nets, one Run folder each
 MANIFEST = "analyses.json"  # aelab.manifest: what each analysis wrote (figures, numbers) for the report
+DETECTOR = "detector.json"  # aelab.detector: the saved threshold, score kind and parameters (no pickle)
+DETECTOR_SCORES = "detector-scores.safetensors"  # aelab.detector: the training scores the threshold came from
 
 TEMP_FILES = ".*.tmp"  # aelab.io.atomic_write's temporary names, left behind by a killed write
 
@@ -90,7 +92,7 @@ class FolderKind:
 FIGURES_FOLDER = FolderKind("figures folder", (), ("*.png", "*.svg", "*.pdf", "*.jpg", "*.jpeg", TEMP_FILES))
 # A run's files: the training's own, then the analyses' (records as RUN/<analysis>.json, see ARCHITECTURE.md).
 _RUN_FILES = (CONFIG, WEIGHTS, BEST_WEIGHTS, METRICS, METRICS_CSV, SUMMARY, CHECKPOINT, CHECKPOINT_META, CODESTATS,
-              LEGACY_LATENT, SCORES, MANIFEST, "*.json", TEMP_FILES)
+              LEGACY_LATENT, SCORES, MANIFEST, DETECTOR, DETECTOR_SCORES, "*.json", TEMP_FILES)
 _FEATURE_RUN = FolderKind("run folder", (CONFIG,), _RUN_FILES, ((FIGURES, FIGURES_FOLDER),))
 # aelab.quality keeps its feature net in RUN/quality/features-<hash>/ (copied in through a .features-<hash>.copy).
 QUALITY_FOLDER = FolderKind("quality folder", (), (),

@@ -435,8 +435,13 @@ class Trainer:
         improved = bool(self.best and self.best.update(record))
         if improved and self.dist.main:
             save_tensors(self.out / BEST_WEIGHTS, self.model.state_dict(),
-                         metadata={"format": "pt", "aelab": aelab.__version__, "epoch": str(self.epoch)})
+                         metadata=self._weights_metadata(epoch=str(self.epoch)))
         return improved
+
+    def _weights_metadata(self, **extra: str) -> dict[str, str]:
+        from aelab.checkpoint import weights_metadata
+
+        return weights_metadata(self.cfg.to_dict(), self.input_shape, self.splits.train.shape, **extra)
 
     def _stop_reason(self) -> str | None:
         if not self.stopped_early or not self.stopper:
@@ -528,7 +533,7 @@ class Trainer:
         """Weights, then summary.json, then the checkpoint's removal, each durable before the next:
         until summary.json is on disk the checkpoint stays, so a kill anywhere here leaves a run that
         --resume finishes (from the last checkpoint, at the last step: it trains nothing again)."""
-        save_tensors(self.out / WEIGHTS, self.model.state_dict(), metadata={"format": "pt", "aelab": aelab.__version__})
+        save_tensors(self.out / WEIGHTS, self.model.state_dict(), metadata=self._weights_metadata())
         records = read_log(self.out / METRICS)
         last_epoch = [r for r in records if "train_loss" in r]
         params = sum(p.numel() for p in self.model.parameters())

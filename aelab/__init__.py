@@ -43,11 +43,13 @@ _EXPORTS = {
     "score": "aelab.anomaly",
     "oneclass": "aelab.oneclass",
     "show": "aelab.notebook",
+    "AutoencoderDetector": "aelab.detector",
+    "export": "aelab.export",
 }
 
-__all__ = ["AelabError", "Config", "ImageSet", "Preprocess", "Run", "augment", "code_stats", "compare_noise",
-           "create_model", "edit", "interpolate", "load_config", "load_images", "load_run", "oneclass", "run_sweep",
-           "sample", "score", "show", "traverse", "train", "__version__"]
+__all__ = ["AelabError", "AutoencoderDetector", "Config", "ImageSet", "Preprocess", "Run", "augment", "code_stats",
+           "compare_noise", "create_model", "edit", "export", "interpolate", "load_config", "load_images", "load_run",
+           "oneclass", "run_sweep", "sample", "score", "show", "traverse", "train", "__version__"]
 
 _FACADES = {"train", "run_sweep"}
 """Public functions defined here around the submodule's function of the same name."""
@@ -100,7 +102,9 @@ if TYPE_CHECKING:
     from aelab.codestats import code_stats
     from aelab.config import Config, load_config
     from aelab.data import ImageSet, Preprocess, load_images
+    from aelab.detector import AutoencoderDetector
     from aelab.errors import AelabError
+    from aelab.export import export
     from aelab.generate import augment, compare_noise, sample
     from aelab.latent import edit, interpolate, traverse
     from aelab.models import create_model

@@ -194,7 +194,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         run = run if isinstance(run, Run) else load_run(run)
         det = cls(config=str(run.path), score=score, contamination=contamination, fpr=fpr, out=str(run.path))
         det.check_params()
-        train_scores = score_fn(run, run.splits.full, score)
+        train_scores = score_fn(run, run.splits.train, score)
         if fpr is not None:
             if run.splits.val is None:
                 raise AelabError(f"run {run.path} holds no validation split (data.val_fraction 0); fpr needs one, "
@@ -301,8 +301,8 @@ def read_detector(path: Path) -> dict[str, Any]:
     """``RUN/detector.json``, checked; a run without one is a one-line RunError saying how to give it one."""
     file = Path(path) / DETECTOR
     if not file.exists():
-        raise RunError(f"run {path} has no threshold ({DETECTOR}); fit one with "
-                       f"aelab.AutoencoderDetector.from_run('{path}', contamination=0.1).save('{path}')")
+        raise RunError(f"run {path} has no threshold ({DETECTOR}); give it one with `aelab threshold {path} "
+                       f"--contamination 0.1` (or fit an aelab.AutoencoderDetector)")
     info = read_summary(file)
     if info.get("format") != FORMAT:
         raise RunError(f"{file}: not an aelab detector file (format {info.get('format')!r})")

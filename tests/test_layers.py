@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run", ("aelab.runfolder", "aelab.run", "aelab.schedule", "aelab.checkpoint", "aelab.feedback", "aelab.train",
              "aelab.manifest")),
     ("analyses", ("aelab.codestats", "aelab.edits", "aelab.latent", "aelab.generate", "aelab.anomaly", "aelab.graph",
-                  "aelab.quality", "aelab.oneclass", "aelab.sweep", "aelab.info")),
+                  "aelab.quality", "aelab.oneclass", "aelab.sweep", "aelab.info", "aelab.detector", "aelab.export")),
     ("figures", ("aelab.figures",)),
     ("apps", ("aelab.report", "aelab.serve", "aelab.demo", "aelab.analyse", "aelab.notebook")),
     ("entry", ("aelab.cli", "aelab.__main__", "aelab")),

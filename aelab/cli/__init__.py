@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 # Importing the command modules registers their commands on `app`.
-from aelab.cli import anomaly, core, data, experiments, generate, latent, serve  # noqa: F401
+from aelab.cli import anomaly, core, data, deploy, experiments, generate, latent, serve  # noqa: F401
 from aelab.cli.common import app, err_console
 from aelab.errors import AelabError
 
@@ -42,7 +42,7 @@ PANELS = {
     "Train and measure": ["train", "info", "evaluate", "reconstruct", "demo"],
     "Latent space": ["edit", "traverse", "interpolate", "serve"],
     "Generation": ["sample", "augment", "compare-noise"],
-    "Anomalies": ["score", "oneclass"],
+    "Anomalies": ["score", "oneclass", "threshold", "predict", "export"],
     "Experiments": ["sweep", "analyse", "report", "models"],
 }
 _ORDER = [name for names in PANELS.values() for name in names]

@@ -139,7 +139,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             elif override_key(name):
                 self.overrides[name] = value
             else:
-                raise AelabError(f"unknown parameter '{name}'{closest(name, PARAMS)}; parameters: "
+                raise AelabError(f"unknown parameter {name!r}{closest(name, PARAMS)}; parameters: "
                                  f"{', '.join(PARAMS)}, or a config key as section__key")
         return self
 
@@ -152,9 +152,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         for name, value in self.overrides.items():
             key = override_key(name)
             if key is None:
-                raise AelabError(f"unknown parameter '{name}'{closest(name, PARAMS)}; parameters: "
+                raise AelabError(f"unknown parameter {name!r}{closest(name, PARAMS)}; parameters: "
                                  f"{', '.join(PARAMS)}, or a config key as section__key")
-            set_key(raw, key, value, where=name)
+            set_key(raw, key, value, where=repr(name))
         return config_from_dict(raw, source="AutoencoderDetector")
 
     # -- fitting ---------------------------------------------------------------
@@ -169,7 +169,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             raw = cfg.to_dict()
             raw["data"].update(source=_source_for(images, Path(tmp)), labels=None, select_labels=None)
             for name, value in self.overrides.items():  # the user's data.* keys win over X's defaults
-                set_key(raw, override_key(name), value, where=name)  # type: ignore[arg-type]
+                set_key(raw, override_key(name), value, where=repr(name))  # type: ignore[arg-type]
             if self.fpr is not None and not raw["data"]["val_fraction"]:
                 raw["data"]["val_fraction"] = FPR_VAL_FRACTION
             cfg = fit_preprocess(config_from_dict(raw, source="AutoencoderDetector"))

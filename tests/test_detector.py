@@ -161,6 +161,7 @@ def test_save_load_round_trip(saved, tiny_run, tmp_path):
         read_detector(tiny_run.path)
 
 
+@pytest.mark.slow
 def test_threshold_predict_cli(tiny_run, tmp_path):
     import shutil
 
@@ -168,7 +169,6 @@ def test_threshold_predict_cli(tiny_run, tmp_path):
     shutil.copytree(tiny_run.path, run)
     one_line_exit_2(aelab_cli("predict", run, "--data", FACES), "no threshold", "aelab threshold")
     one_line_exit_2(aelab_cli("threshold", run, "--contamination", "0.6"), "contamination", "(0, 0.5]")
-    one_line_exit_2(aelab_cli("threshold", run, "--contamination", "0"), "contamination")
     res = aelab_cli("threshold", run, "--contamination", "0.25", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["n_flagged"] == 30  # a quarter of the 120 training images
@@ -182,8 +182,5 @@ def test_threshold_predict_cli(tiny_run, tmp_path):
     labels = [int(r["label"]) for r in rows]
     assert labels == (scores > counts["threshold"]).astype(int).tolist()
     assert counts["n_anomalous"] == sum(labels) and counts["n_normal"] == 160 - sum(labels)
-    res = aelab_cli("predict", run, "--data", FACES)
-    assert res.returncode == 0 and f"{sum(labels)} anomalous" in res.stdout
     np.save(tmp_path / "big.npy", np.zeros((3, 20, 20, 3), np.uint8))
     one_line_exit_2(aelab_cli("predict", run, "--data", f"npy:{tmp_path / 'big.npy'}"), "20×20×3", "16×16×3")
-    assert not (tmp_path / "q.csv").exists()

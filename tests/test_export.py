@@ -117,7 +117,7 @@ def test_old_weights_without_metadata_still_load(tiny_run, tmp_path):
         model_from_weights(old / "model.safetensors")
 
 
-def aelab_cli(*args, pre=""):
+def aelab_cli(*args, pre="pass"):
     code = f"import sys; {pre}; from aelab.cli import main; sys.argv = ['aelab', *sys.argv[1:]]; main()"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"}, timeout=300)

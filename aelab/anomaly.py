@@ -347,6 +347,8 @@ class AnomalyResult:
     csv: str | None = None
     figures: dict[str, str] = field(default_factory=dict)
     record: str | None = None
+    pixel: dict[str, Any] | None = None
+    """Pixel-level AUROC and PRO where defect masks exist (``aelab.pixel``)."""
 
     @property
     def n(self) -> int:
@@ -372,7 +374,7 @@ class AnomalyResult:
                                "precision": self.precision}
         if self.kind == "combined":
             out["weights"] = dict(COMBINED_WEIGHTS)
-        for key in ("csv", "metrics", "record"):
+        for key in ("csv", "metrics", "pixel", "record"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.figures:
@@ -432,6 +434,8 @@ class HeatMaps:
     recons: np.ndarray
     errors: np.ndarray
     """float N×H×W squared error, channel mean, [0, 1] pixel units."""
+    masks: np.ndarray | None = None
+    """bool N×H×W true defects on the same grid (``aelab.pixel``), outlined on the heat maps."""
 
 
 def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -443,8 +447,10 @@ def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.
     return run.preprocess.inverse(x), run.preprocess.inverse(recon), err.numpy()
 
 
-def heatmaps(run: Run, result: AnomalyResult, top_k: int = 8, sample: int = 8) -> list[HeatMaps]:
-    """Error maps of the ``top_k`` highest scores and of a seeded random ``sample`` (seed 0)."""
+def heatmaps(run: Run, result: AnomalyResult, top_k: int = 8, sample: int = 8,
+             masks: np.ndarray | None = None) -> list[HeatMaps]:
+    """Error maps of the ``top_k`` highest scores and of a seeded random ``sample`` (seed 0); ``masks``
+    (bool N×h×w on the model's grid, one per scored image) go with them."""
     scores, images, ids, anomalous = result.scores, result.images, result.ids, result.anomalous
     picks = {"worst": np.argsort(-scores, kind="stable")[:max(top_k, 0)],
              "sample": np.sort(np.random.default_rng(0).choice(len(scores), min(max(sample, 0), len(scores)),
@@ -458,7 +464,7 @@ def heatmaps(run: Run, result: AnomalyResult, top_k: int = 8, sample: int = 8) -
                  else f"{run.name}: {len(pos)} images drawn at random")
         tags = [f"id {ids[p]}\n{scores[p]:.4g}" + ("" if anomalous is None else
                                                    (" anom." if anomalous[p] else " normal")) for p in pos]
-        out.append(HeatMaps(name, title, tags, *error_maps(run, subset)))
+        out.append(HeatMaps(name, title, tags, *error_maps(run, subset), masks=None if masks is None else masks[pos]))
     return out
 
 

@@ -175,7 +175,7 @@ def test_threshold_predict_cli(tiny_run, tmp_path):
     res = aelab_cli("predict", run, "--data", FACES, "--out", tmp_path / "p.csv", "--json")
     assert res.returncode == 0, res.stderr
     counts = json.loads(res.stdout)
-    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    rows = list(csv.DictReader((tmp_path / "p.csv").read_text().splitlines()))
     assert list(rows[0]) == ["ID", "score", "label"] and len(rows) == 160
     scores = aelab.score(tiny_run, load_images(FACES).batch(), "mse")
     np.testing.assert_allclose([float(r["score"]) for r in rows], scores, rtol=1e-8)

@@ -20,8 +20,8 @@ def draw_maps(result: AnomalyResult, maps: Sequence[HeatMaps], folder: str | Pat
     classes labelled, ``roc.png`` in ``folder``; returns name -> path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {m.name: str(heatmap_figure(m.inputs, m.recons, m.errors, folder / f"{m.name}.png", m.tags, m.title))
-           for m in maps}
+    out = {m.name: str(heatmap_figure(m.inputs, m.recons, m.errors, folder / f"{m.name}.png", m.tags, m.title,
+                                      masks=m.masks)) for m in maps}
     scores, anomalous = result.scores, result.anomalous
     out["score_hist"] = str(score_histogram(scores, anomalous, folder / "score_hist.png", result.kind,
                                             result.metrics))
@@ -31,8 +31,9 @@ def draw_maps(result: AnomalyResult, maps: Sequence[HeatMaps], folder: str | Pat
 
 
 def heatmap_figure(inputs: np.ndarray, recons: np.ndarray, err: np.ndarray, path: Path, tags: Sequence[str],
-                   title: str) -> Path:
-    """Three rows: the image, its reconstruction, the error heat map over the image (one colour scale)."""
+                   title: str, masks: np.ndarray | None = None) -> Path:
+    """Three rows: the image, its reconstruction, the error heat map over the image (one colour scale);
+    ``masks`` (bool N×H×W, the true defects) are outlined on the heat maps."""
     n = len(inputs)
     vmax = float(np.quantile(err, 0.995)) or 1e-6
     fig, axes = plt.subplots(3, n, figsize=(1.45 * n + 1.2, 5.2), squeeze=False)
@@ -42,7 +43,11 @@ def heatmap_figure(inputs: np.ndarray, recons: np.ndarray, err: np.ndarray, path
         gray = inputs[j].mean(-1)
         show_image(axes[2][j], np.repeat(gray[..., None], 3, -1).astype(np.uint8))
         im = axes[2][j].imshow(err[j], cmap="inferno", alpha=0.6, vmin=0, vmax=vmax, interpolation="nearest")
-    for i, label in enumerate(("image", "recon", "error")):
+        if masks is not None and masks[j].any():  # padded, so a defect reaching the border is closed by a frame
+            h, w = masks[j].shape
+            axes[2][j].contour(np.arange(-1, w + 1), np.arange(-1, h + 1), np.pad(masks[j], 1).astype(float),
+                               levels=[0.5], colors="cyan", linewidths=0.9)
+    for i, label in enumerate(("image", "recon", "error" if masks is None else "error,\ndefect outlined")):
         axes[i][0].set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

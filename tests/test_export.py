@@ -83,6 +83,26 @@ def test_scorer_kinds(tiny_vae_run, tmp_path):
         assert np.abs(got - want).max() <= TOL * max(1.0, np.abs(want).max()), kind
 
 
+@pytest.mark.slow
+def test_antialiased_resize_scorer_is_refused_as_onnx_but_traced_as_torchscript(trained, tmp_path):
+    from conftest import tiny_config
+
+    run = trained(tiny_config(data={"source": "builtin:faces?n=160&size=16", "val_fraction": 0.25,
+                                    "preprocess": [{"resize": 12}]}))
+    with pytest.raises(AelabError, match="antialiased resize.*--format torchscript"):
+        export(run, tmp_path / "onnx", "onnx", "scorer")
+    assert not (tmp_path / "onnx").exists()
+    res = export(run, tmp_path / "ts", "torchscript", "scorer")
+    x = images(run, 9)
+    assert np.abs(run_torchscript(res.files["scorer"], x) - aelab.score(run, x, "mse")).max() <= TOL
+    assert set(export(run, tmp_path / "parts", "onnx", ["encoder", "decoder"]).files) == {"encoder", "decoder"}
+
+
+def test_public_names():
+    assert callable(aelab.export) and aelab.export is export
+    assert aelab.AutoencoderDetector.__module__ == "aelab.detector"
+
+
 def test_bad_parts_formats_and_kinds(tiny_run, tmp_path):
     with pytest.raises(AelabError, match="unknown part 'scorr'.*did you mean 'scorer'"):
         export(tiny_run, tmp_path / "a", "onnx", "scorr")

@@ -163,6 +163,7 @@ def export(run: Run, out: str | Path, fmt: str = "onnx", parts: str | list[str] 
     try:
         for part in names:
             module, example, io_spec = module_and_example(run, part, kind)
+            example = example.to(run.device)  # traced where the run's model lives
             module.eval()
             data = _onnx_bytes(module, example, io_spec) if fmt == "onnx" else _torchscript_bytes(module, example)
             path = folder / f"{part}{FORMATS[fmt]}"

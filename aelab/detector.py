@@ -114,7 +114,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     score: the ``aelab.anomaly`` score kind (not ``combined``).
     contamination: share of outliers assumed in X, in (0, 0.5]; sets the threshold unless ``fpr`` does.
     fpr: target false-positive rate on held-out normal images (the run's validation split).
-    out: the Run folder to train into (default: a temporary folder, removed with the detector; ``save`` keeps it).
+    out: the Run folder each fit trains into, replacing the previous fit's (default: a temporary folder, removed
+    with the detector; ``save`` keeps a copy). ``from_run`` and ``load`` leave it None, so a refit never
+    overwrites the run they read.
     """
 
     def __init__(self, config: Config | dict[str, Any] | str | Path = "oneclass", score: str = "mse",
@@ -192,7 +194,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
                  fpr: float | None = None) -> AutoencoderDetector:
         """A detector over a Run trained before (``aelab train``), no training: its data's scores set the threshold."""
         run = run if isinstance(run, Run) else load_run(run)
-        det = cls(config=str(run.path), score=score, contamination=contamination, fpr=fpr, out=str(run.path))
+        # out stays None: a refit (or a clone's) trains into a folder of its own, never over this run
+        det = cls(config=str(run.path), score=score, contamination=contamination, fpr=fpr)
         det.check_params()
         train_scores = score_fn(run, run.splits.train, score)
         if fpr is not None:
@@ -285,7 +288,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         run = load_run(path, device=device)
         info = read_detector(run.path)
         params = {k: v for k, v in info.get("params", {}).items() if k in PARAMS or override_key(k)}
-        det = cls(**{**params, "config": str(run.path), "out": str(run.path), "score": info["score"]})
+        det = cls(**{**params, "config": str(run.path), "out": None, "score": info["score"]})  # refits elsewhere
         scores_file = run.path / DETECTOR_SCORES
         scores = load_tensors(scores_file)["scores"].numpy() if scores_file.exists() else np.array(
             [info["score_min"], info["score_max"]])

@@ -148,6 +148,7 @@ def test_save_load_round_trip(saved, tiny_run, tmp_path):
     loaded = AutoencoderDetector.load(path)
     x = load_images(FACES).batch()[:9]
     assert loaded.threshold_ == det.threshold_ and loaded.score == "mse"
+    assert loaded.get_params()["out"] is None and clone(loaded).get_params()["config"] == str(path)
     np.testing.assert_array_equal(loaded.decision_scores_, det.decision_scores_)
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
     np.testing.assert_array_equal(loaded.predict_proba(x), det.predict_proba(x))
@@ -184,3 +185,12 @@ def test_threshold_predict_cli(tiny_run, tmp_path):
     assert counts["n_anomalous"] == sum(labels) and counts["n_normal"] == 160 - sum(labels)
     np.save(tmp_path / "big.npy", np.zeros((3, 20, 20, 3), np.uint8))
     one_line_exit_2(aelab_cli("predict", run, "--data", f"npy:{tmp_path / 'big.npy'}"), "20×20×3", "16×16×3")
+
+
+def test_from_run_with_a_target_fpr(tiny_run):
+    det = AutoencoderDetector.from_run(tiny_run, fpr=0.1)
+    held_out = aelab.score(tiny_run, tiny_run.val_data(), "mse")
+    assert det.threshold_ == pytest.approx(np.quantile(held_out, 0.9)) and det.threshold_rule_["n"] == 40
+    np.testing.assert_array_equal(det.decision_scores_, aelab.score(tiny_run, tiny_run.splits.train, "mse"))
+    with pytest.raises(AelabError, match="fpr must be a number in \\(0, 1\\)"):
+        AutoencoderDetector.from_run(tiny_run, fpr=1.5)

@@ -178,15 +178,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             out = Path(self.out) if self.out is not None else self._temp_folder() / cfg.name
             run = train(cfg, out, force=True, progress=self.progress)
             assert run is not None  # one process: this is rank 0
-            train_scores = score(run, run.splits.full, self.score)
-            if self.fpr is not None:
-                held_out = score(run, run.val_data(), self.score)
-                threshold, rule = float(np.quantile(held_out, 1 - self.fpr)), {
-                    "fpr": self.fpr, "on": "held-out validation split", "n": len(held_out)}
-            else:
-                threshold = float(np.quantile(train_scores, 1 - self.contamination))
-                rule = {"contamination": self.contamination, "on": "training scores", "n": len(train_scores)}
-        self._set_fitted(run, train_scores, threshold, rule)
+            self._calibrate(run, score(run, run.splits.full, self.score))  # while X's file is there
         return self
 
     @classmethod
@@ -197,19 +189,22 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         # out stays None: a refit (or a clone's) trains into a folder of its own, never over this run
         det = cls(config=str(run.path), score=score, contamination=contamination, fpr=fpr)
         det.check_params()
-        train_scores = score_fn(run, run.splits.train, score)
-        if fpr is not None:
+        det._calibrate(run, score_fn(run, run.splits.train, score))
+        return det
+
+    def _calibrate(self, run: Run, train_scores: np.ndarray) -> None:
+        """Set the threshold from the training scores (contamination) or the held-out split's (fpr)."""
+        if self.fpr is None:
+            threshold = float(np.quantile(train_scores, 1 - self.contamination))
+            rule = {"contamination": self.contamination, "on": "training scores", "n": len(train_scores)}
+        else:
             if run.splits.val is None:
                 raise AelabError(f"run {run.path} holds no validation split (data.val_fraction 0); fpr needs one, "
                                  f"use contamination")
-            held_out = score_fn(run, run.val_data(), score)
-            threshold, rule = float(np.quantile(held_out, 1 - fpr)), {"fpr": fpr, "on": "held-out validation split",
-                                                                      "n": len(held_out)}
-        else:
-            threshold = float(np.quantile(train_scores, 1 - contamination))
-            rule = {"contamination": contamination, "on": "training scores", "n": len(train_scores)}
-        det._set_fitted(run, train_scores, threshold, rule)
-        return det
+            held_out = score(run, run.val_data(), self.score)
+            threshold = float(np.quantile(held_out, 1 - self.fpr))
+            rule = {"fpr": self.fpr, "on": "held-out validation split", "n": len(held_out)}
+        self._set_fitted(run, train_scores, threshold, rule)
 
     def _set_fitted(self, run: Run, train_scores: np.ndarray, threshold: float, rule: dict[str, Any]) -> None:
         self.run_ = run
@@ -369,14 +364,6 @@ def _as_tensor(x: np.ndarray) -> Any:
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that are plain JSON (a Config object or an array is not repeated here)."""
-    import json
-
-    out = {}
-    for k, v in params.items():
-        try:
-            json.dumps(v if not isinstance(v, Path) else str(v))
-            out[k] = str(v) if isinstance(v, Path) else v
-        except TypeError:
-            continue
-    return out
+    """The parameters JSON holds as they are (paths as text; a Config object is not repeated here)."""
+    plain = str | int | float | bool | dict | list | type(None)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in params.items() if isinstance(v, plain | Path)}

@@ -163,6 +163,8 @@ def test_every_id_command_takes_id_base_1(tiny_run, tmp_path, capsys):
         (("traverse", run, "--id", "0", "--id-base", "1", "--out", tmp_path / "t.png"), ["id 0", "1..160"]),
         (("interpolate", run, "--ids", "1,161", "--id-base", "1", "--out", tmp_path / "t.png"), ["id 161"]),
         (("compare-noise", run, run, "--ids", "1", "--id-base", "2", "--out", tmp_path / "c.png"), ["--id-base 2"]),
+        (("edit", run, "--id", "1", "--image", tmp_path / "f.png", "--edit", "0+=1", "--out", tmp_path / "e.png"),
+         ["give --id or --image, not both"]),
     ]:
         code, _, err = cli(capsys, *args)
         lines = err.strip().splitlines()

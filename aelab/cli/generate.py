@@ -64,8 +64,8 @@ def augment(
                                "the source's own (an N×3×50×50 .npy gives nchw)."),
     dtype: str = typer.Option(None, "--dtype", help="uint8 (0-255), float32 or float64 (0-1); default: the "
                               "source's own."),
-    order: str = typer.Option("image", "--order", help="image: each image's variants together; round: variant 1 "
-                              "of every image, then variant 2, ..."),
+    order: str = typer.Option("image", "--order", help="image: each image's variants together; round: the first "
+                              "variant of every image, then the second, ..."),
     figure: Path = typer.Option(None, "--figure", help="Also draw each original beside its variants (.png)."),
     weights: str = WEIGHTS,
     as_json: bool = JSON,

@@ -46,8 +46,11 @@ def test_loaders_record_layout_dtype_and_range(channels_first, tmp_path):
     assert load_images(f"npy:{folder / 'nhwc.npy'}").source_format == SourceFormat("nhwc", "uint8", (0.0, 255.0))
     np.save(tmp_path / "gray.npy", faces[..., 0].astype(np.float64) / 255)
     assert load_images(f"npy:{tmp_path / 'gray.npy'}").source_format == SourceFormat("nhw", "float64", (0.0, 1.0))
-    np.savez(tmp_path / "x.npz", x_train=faces.transpose(0, 3, 1, 2), y_train=np.zeros(N, np.int64))
-    assert load_images(f"npz:{tmp_path / 'x.npz'}").source_format.layout == "nchw"
+    np.savez(tmp_path / "x.npz", x_train=faces.transpose(0, 3, 1, 2), y_train=np.zeros(N, np.int64),
+             x_test=faces[:4] / np.float32(255))
+    split = load_images(f"npz:{tmp_path / 'x.npz'}")
+    assert split.source_format == SourceFormat("nchw", "uint8", (0.0, 255.0))
+    assert split.test.source_format == SourceFormat("nhwc", "float32", (0.0, 1.0))
     assert load_images("builtin:faces?n=4&size=16").source_format == SourceFormat()
 
 

@@ -241,10 +241,12 @@ def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
             if label_key in keys else None
         data = ImageSet(images, labels, name=f"npz:{where}", source_format=array_format(raw))
         if key == "x_train" and "x_test" in keys:
-            test_images = as_uint8_images(_npz_array(zf, "x_test", f"{path}#x_test"), f"{path}#x_test")
+            raw_test = _npz_array(zf, "x_test", f"{path}#x_test")
+            test_images = as_uint8_images(raw_test, f"{path}#x_test")
             test_labels = _as_labels(_npz_array(zf, "y_test", f"{path}#y_test"), len(test_images),
                                      f"{path}#y_test") if "y_test" in keys else None
-            data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test")
+            data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test",
+                                 source_format=array_format(raw_test))
     return data
 
 

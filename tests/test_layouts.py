@@ -10,7 +10,7 @@ from test_cli import aelab, bad
 from aelab.data import load_images
 from aelab.data.imageset import SourceFormat
 from aelab.errors import AelabError
-from aelab.generate import augment
+from aelab.generate import augment, select
 
 N, H = 40, 16
 
@@ -28,7 +28,15 @@ def channels_first(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def eyes(channels_first):
+    """The channels-first float set as the data source of the shared tiny run (same 16×16×3 images):
+    no training of its own for the fast tests."""
+    return f"npy:{channels_first[0] / 'eyes.npy'}"
+
+
+@pytest.fixture(scope="module")
 def nchw_run(trained, channels_first):
+    """A run trained on the channels-first float set itself (the slow CLI test)."""
     folder, _ = channels_first
     return trained({"name": "nchw", "seed": 0,
                     "data": {"source": f"npy:{folder / 'eyes.npy'}", "labels": str(folder / "labels.npy"),
@@ -54,9 +62,8 @@ def test_loaders_record_layout_dtype_and_range(channels_first, tmp_path):
     assert load_images("builtin:faces?n=4&size=16").source_format == SourceFormat()
 
 
-def test_augment_writes_the_sources_layout_dtype_and_range(nchw_run, tmp_path):
-    assert nchw_run.splits.full.source_format.layout == "nchw"  # the run's own data keeps it through the split
-    aug = augment(nchw_run, "0,7,9", variants=2, seed=1)
+def test_augment_writes_the_sources_layout_dtype_and_range(tiny_run, eyes, tmp_path):
+    aug = augment(tiny_run, select(tiny_run, "0,7,9", eyes), variants=2, seed=1)
     arrays = aug.arrays()
     images = arrays["images"]
     assert images.dtype == np.float32 and images.shape == (6, 3, H, H) and str(arrays["layout"]) == "nchw"
@@ -72,10 +79,10 @@ def test_augment_writes_the_sources_layout_dtype_and_range(nchw_run, tmp_path):
     np.testing.assert_array_equal(back.batch(), aug.images)
 
 
-def test_round_order_keeps_images_labels_and_ids_together(nchw_run):
+def test_round_order_keeps_images_labels_and_ids_together(tiny_run):
     ids, v = [0, 7, 9], 3
-    aug = augment(nchw_run, ids, variants=v, seed=1, id_base=0)
-    labels = nchw_run.splits.full.get_labels()[ids]
+    aug = augment(tiny_run, ids, variants=v, seed=1, id_base=0)
+    labels = tiny_run.splits.full.get_labels()[ids]
     by_image, by_round = aug.arrays(), aug.arrays(order="round")
     assert by_image["source_ids"].tolist() == np.repeat(ids, v).tolist()
     assert by_round["source_ids"].tolist() == np.tile(ids, v).tolist()
@@ -88,8 +95,8 @@ def test_round_order_keeps_images_labels_and_ids_together(nchw_run):
         np.testing.assert_array_equal(by_round["images"][row], by_image["images"][match[0]])
 
 
-def test_bad_output_options(nchw_run):
-    aug = augment(nchw_run, [0], variants=1)
+def test_bad_output_options(tiny_run, eyes):
+    aug = augment(tiny_run, select(tiny_run, [0], eyes), variants=1)
     for kwargs, needle in [({"layout": "hwc"}, "--layout 'hwc'"), ({"dtype": "int16"}, "--dtype 'int16'"),
                            ({"order": "random"}, "--order 'random'"), ({"layout": "nhw"}, "3 channels")]:
         with pytest.raises(AelabError, match=needle):
@@ -98,6 +105,7 @@ def test_bad_output_options(nchw_run):
 
 @pytest.mark.slow
 def test_cli_round_trip_of_a_channels_first_float_set(nchw_run, tmp_path):
+    assert nchw_run.splits.full.source_format.layout == "nchw"  # the run's own data keeps it through the split
     res = aelab("augment", nchw_run.path, "--ids", "1-3", "--id-base", "1", "--variants", "2", "--order", "round",
                 "--out", tmp_path / "aug.npz", "--json")
     assert res.returncode == 0, res.stderr

@@ -308,8 +308,9 @@ def _counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def write_scores_csv(path: str | Path, scores: np.ndarray, ids: np.ndarray | None = None,
                      labels: np.ndarray | None = None) -> Path:
-    """The course's submission format: header ``ID,score``, one row per image (ids 0..N-1 by default);
-    with ``labels`` (0/1 per image, ``aelab predict``) a third column ``label``."""
+    """The course's submission format: header ``ID,score``, one row per image (ids 0..N-1 by default;
+    ``analyse`` passes them in the base the user counts from); with ``labels`` (0/1 per image,
+    ``aelab predict``) a third column ``label``."""
     scores = np.asarray(scores, dtype=np.float64)
     ids = np.arange(len(scores)) if ids is None else np.asarray(ids)
     if len(ids) != len(scores) or (labels is not None and len(labels) != len(scores)):
@@ -337,6 +338,7 @@ class AnomalyResult:
     scores: np.ndarray = field(repr=False)
     """float64, one per image, higher = more anomalous."""
     ids: np.ndarray = field(repr=False)
+    """Each image's id, counted from ``id_base`` (as the CSV and the heat maps show them)."""
     images: ImageSet | np.ndarray = field(repr=False)
     """What was scored (for ``heatmaps``)."""
     anomalous: np.ndarray | None = field(default=None, repr=False)
@@ -349,6 +351,7 @@ class AnomalyResult:
     record: str | None = None
     pixel: dict[str, Any] | None = None
     """Pixel-level AUROC and PRO where defect masks exist (``aelab.pixel``)."""
+    id_base: int = 0
 
     @property
     def n(self) -> int:
@@ -371,7 +374,7 @@ class AnomalyResult:
         out: dict[str, Any] = {"run": self.run, "data": self.data, "kind": self.kind, "n": self.n,
                                "wall_time_s": round(self.wall_time_s, 3),
                                "images_per_s": round(self.n / max(self.wall_time_s, 1e-9), 1),
-                               "precision": self.precision}
+                               "precision": self.precision, "id_base": self.id_base}
         if self.kind == "combined":
             out["weights"] = dict(COMBINED_WEIGHTS)
         for key in ("csv", "metrics", "pixel", "record"):
@@ -385,12 +388,16 @@ class AnomalyResult:
 def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str = "mse", *,
             labels: str | np.ndarray | None = None, normal: Sequence[int] | None = None,
             csv: str | Path | None = None, batch_size: int | None = None, progress: bool = False,
-            int8: bool = False) -> AnomalyResult:
+            int8: bool = False, id_base: int = 0) -> AnomalyResult:
     """Score ``data``, write the CSV, and measure against labels when there are any.
 
     ``labels``: a ``.npy`` path or an array (1 / True = anomalous); by default the
     data's own labels (``builtin:faces`` with ``anomaly_fraction``, ``builtin:lfw``).
-    ``normal``: the labels that count as normal, for multi-class labels."""
+    ``normal``: the labels that count as normal, for multi-class labels. ``id_base``: what the ids in
+    the CSV and the figures count from (0: rows; 1: the first image is 1)."""
+    from aelab.data.ids import check_base, from_rows
+
+    id_base = check_base(id_base)
     check_kind(kind, run)
     from_source = isinstance(labels, str | Path) and isinstance(data, str)
     images = resolve_images(run, data, str(labels) if from_source else None)  # the loader checks the length
@@ -402,13 +409,13 @@ def analyse(run: Run, data: ImageSet | np.ndarray | str | None = None, kind: str
     started = time.perf_counter()
     scores = score(run, images, kind, batch_size=batch_size, progress=progress, int8=int8)
     elapsed = time.perf_counter() - started
-    ids = images.ids if isinstance(images, ImageSet) else np.arange(len(images))
+    ids = from_rows(images.ids if isinstance(images, ImageSet) else np.arange(len(images)), id_base)
     anomalous = anomaly_labels(y, normal) if y is not None else None
     return AnomalyResult(
         run=str(run.path), data=_describe(data, images), kind=kind, scores=scores, ids=ids, images=images,
         anomalous=anomalous, metrics=metrics(scores, anomalous) if anomalous is not None else None,
         wall_time_s=elapsed, precision="int8" if int8 else "fp32",
-        csv=str(write_scores_csv(csv, scores, ids)) if csv is not None else None)
+        csv=str(write_scores_csv(csv, scores, ids)) if csv is not None else None, id_base=id_base)
 
 
 def record(run: Run, result: AnomalyResult) -> Path:

@@ -180,7 +180,9 @@ def test_same_seed_same_bytes_and_round_trip_into_training(ae: aelab.Run, tmp_pa
     augment(ae, "0-9", variants=5, sigma=0.5, seed=11).save(b)
     assert a.read_bytes() == b.read_bytes()
     with np.load(a) as z:
-        assert set(z.files) == {"images", "labels", "source_ids", "variant", "seed", "sigma"}
+        assert set(z.files) == {"images", "labels", "source_ids", "variant", "seed", "sigma", "id_base", "layout",
+                                "order"}
+        assert int(z["id_base"]) == 0 and str(z["layout"]) == "nhwc" and str(z["order"]) == "image"
         assert z["images"].shape == (50, 16, 16, 3) and int(z["seed"]) == 11
         other = augment(ae, "0-9", 5, 0.5, seed=12).images
         assert not np.array_equal(z["images"], other)
@@ -323,7 +325,7 @@ def test_cli_sample_augment_compare(ae: aelab.Run, vae: aelab.Run, tmp_path: Pat
     res = json.loads(out)
     assert code == 0 and res["shared_elements"] == 4 and set(res["a"]) >= {"mse", "psnr", "ssim", "diversity"}
     code, out, _ = run_cli(["compare-noise", ae.path, vae.path, "--ids", "1-2", "--out", tmp_path / "c2.png"], capsys)
-    assert code == 0 and "diversity" in out and "default_rng([seed, id])" in out
+    assert code == 0 and "diversity" in out and "default_rng([seed, row])" in out
 
 
 def test_cli_errors_exit_2(ae: aelab.Run, tmp_path: Path, capsys) -> None:

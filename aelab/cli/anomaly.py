@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from aelab.cli.common import DATA, JSON, SET, WEIGHTS, app, console, fmt, print_json, table
+from aelab.cli.common import DATA, ID_BASE, JSON, SET, WEIGHTS, app, console, fmt, print_json, table
 
 KIND = typer.Option("mse", "--score", help="Score kind: mse, l2, l1, ssim, elbo (VAE), latent or combined.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -29,6 +29,7 @@ def score_cmd(
                                    "train.eval_batch_size)."),
     int8: bool = typer.Option(False, "--int8", help="Linear layers in int8 (CPU): 1.4-2× faster for fcn models, "
                               "scores within ~0.1%."),
+    id_base: int = ID_BASE,
     quiet: bool = QUIET,
     weights: str = WEIGHTS,
     as_json: bool = JSON,
@@ -46,7 +47,7 @@ def score_cmd(
     try:
         r = load_run(run, weights=weights)
         res = analyse(r, data, kind, labels=labels, csv=out if d.main else None, batch_size=batch_size,
-                      progress=not (quiet or as_json), int8=int8)
+                      progress=not (quiet or as_json), int8=int8, id_base=id_base)
         grid = None
         if d.main and masks is not None:
             from aelab.pixel import analyse_pixels, masks_for, to_model_grid
@@ -66,7 +67,7 @@ def score_cmd(
     if as_json:
         print_json(result)
         return
-    console.print(f"wrote {result['csv']}  ({result['n']:,} images, {kind} score, "
+    console.print(f"wrote {result['csv']}  ({result['n']:,} images, ids from {id_base}, {kind} score, "
                   f"{result['images_per_s']:,.0f} images/s)")
     if "metrics" in result:
         _print_metrics(result["metrics"])

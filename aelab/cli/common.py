@@ -18,6 +18,8 @@ err_console = Console(stderr=True)
 JSON = typer.Option(False, "--json", help="Print the results as JSON.")
 SET = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=5 (repeatable).")
 DATA = typer.Option(None, "--data", help="Data source (default: the run's validation split).")
+ID_BASE = typer.Option(0, "--id-base", help="What the ids count from: 0 (rows of the data, the default) or 1 "
+                       "(a homework's list, where id 1 is the first image). Ids are printed and written in it.")
 WEIGHTS = typer.Option("last", "--weights", help="The run's weights to use: last (training's end) or best "
                        "(the best epoch's, kept by train.keep_best).")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from aelab.cli.common import DATA, JSON, SET, WEIGHTS, app, console, print_json, table
+from aelab.cli.common import DATA, ID_BASE, JSON, SET, WEIGHTS, app, console, print_json, table
 from aelab.errors import AelabError
 
 
@@ -115,26 +115,31 @@ def evaluate(
 @app.command()
 def reconstruct(
     run: Path = typer.Argument(..., help="Run folder."),
-    ids: str = typer.Option("0-7", "--ids", help="Image ids, e.g. 0,5,9 or 0-7."),
+    ids: str = typer.Option(None, "--ids", help="Image ids, e.g. 0,5,9 or 0-7 (default: the first 8)."),
+    id_base: int = ID_BASE,
     data: str = DATA,
     out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
     weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Originals above their reconstructions, each titled with its PSNR."""
-    from aelab.data.ids import parse_ids
+    from aelab.data.ids import check_base, format_ids, from_rows, parse_ids
     from aelab.figures.run import reconstruction_figure
     from aelab.run import load_run, reconstructions
 
+    wanted = parse_ids(ids if ids is not None else f"{check_base(id_base)}-{id_base + 7}")
     r = load_run(run, weights=weights)
-    rec = reconstructions(r, r.data(data).by_ids(parse_ids(ids)))
-    reconstruction_figure(rec.originals, rec.reconstructions, out, ids=rec.ids.tolist(), psnr=rec.psnr,
+    pool = r.data(data)
+    rec = reconstructions(r, pool.by_ids(wanted if ids is not None else wanted[:len(pool)], id_base))
+    shown = from_rows(rec.ids, id_base).tolist()
+    reconstruction_figure(rec.originals, rec.reconstructions, out, ids=shown, psnr=rec.psnr,
                           ssim=rec.ssim, title=f"{r.name}: reconstructions")
-    result = {"figure": str(out), **rec.numbers()}
+    result = {"figure": str(out), **rec.numbers(), "ids": shown, "id_base": id_base}
     if as_json:
         print_json(result)
     else:
-        console.print(f"wrote {out}  (mean PSNR {sum(result['psnr']) / len(result['psnr']):.2f} dB)")
+        console.print(f"wrote {out}: ids {format_ids(shown)} (counted from {id_base}), mean PSNR "
+                      f"{sum(result['psnr']) / len(result['psnr']):.2f} dB")
 
 
 @app.command()

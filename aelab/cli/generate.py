@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from aelab.cli.common import JSON, WEIGHTS, app, console, print_json, table
+from aelab.cli.common import ID_BASE, JSON, WEIGHTS, app, console, print_json, table
 
 SEED = typer.Option(0, "--seed", help="Seed of the noise stream (same seed, same output).")
-IDS = typer.Option(..., "--ids", help="Image ids (rows of the data source), e.g. 1-5,226-230.")
+IDS = typer.Option(..., "--ids", help="Image ids (rows of the data source, from 0 unless --id-base 1), "
+                                    "e.g. 1-5,226-230.")
 VARIANTS = typer.Option(5, "--variants", help="Noisy variants per image.")
 SIGMA = typer.Option(0.5, "--sigma", help="Standard deviation of the noise added to each code element.")
 MODE = typer.Option("fixed", "--mode", help="fixed: code + sigma·noise; posterior (VAE): a draw from its posterior.")
@@ -55,14 +56,22 @@ def augment(
     sigma: float = SIGMA,
     seed: int = SEED,
     mode: str = MODE,
+    id_base: int = ID_BASE,
     data: str = typer.Option(None, "--data", help="Data source the ids refer to (default: the run's own source)."),
     out: Path = typer.Option(..., "--out", help="aug.npz to write (with --format npy: <stem>_data.npy, ...)."),
     fmt: str = typer.Option("npz", "--format", help="npz (one file, loads as npz:FILE) or npy (data/label files)."),
+    layout: str = typer.Option(None, "--layout", help="nhwc (channels last) or nchw (channels first); default: "
+                               "the source's own (an N×3×50×50 .npy gives nchw)."),
+    dtype: str = typer.Option(None, "--dtype", help="uint8 (0-255), float32 or float64 (0-1); default: the "
+                              "source's own."),
+    order: str = typer.Option("image", "--order", help="image: each image's variants together; round: the first "
+                              "variant of every image, then the second, ..."),
     figure: Path = typer.Option(None, "--figure", help="Also draw each original beside its variants (.png)."),
     weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """Noisy-code variants of chosen images, saved as data (and labels) for augmentation."""
+    from aelab.data.ids import format_ids
     from aelab.errors import AelabError
     from aelab.figures.generate import augment_figure
     from aelab.generate import augment as run_augment
@@ -72,20 +81,27 @@ def augment(
     if fmt not in ("npz", "npy"):
         raise AelabError(f"--format '{fmt}' is not npz or npy")
     r = load_run(run, weights=weights)
-    aug = run_augment(r, select(r, ids, data), variants, sigma, seed, mode)  # type: ignore[arg-type]
-    written = aug.save(out, fmt)  # type: ignore[arg-type]
+    aug = run_augment(r, select(r, ids, data, id_base), variants, sigma, seed, mode,  # type: ignore[arg-type]
+                      id_base=id_base)
+    images, _, written_as = aug.output(layout, dtype, order)  # type: ignore[arg-type]
+    written = aug.save(out, fmt, layout=layout, dtype=dtype, order=order)  # type: ignore[arg-type]
     if figure:
         augment_figure(aug, figure, title=r.name)
-    result = {"run": str(run), "files": [str(p) for p in written], "images": list(aug.images.shape),
-              "labels": aug.labels is not None, "source_ids": sorted(set(aug.source_ids.tolist())),
+    result = {"run": str(run), "files": [str(p) for p in written], "images": list(images.shape),
+              **written_as.to_dict(), "order": order, "source_format": aug.source_format.to_dict(),
+              "labels": aug.labels is not None, "source_ids": list(dict.fromkeys(aug.source_ids.tolist())),
+              "id_base": id_base,
               "variants": variants, "sigma": aug.sigma, "mode": aug.mode, "seed": seed,
               "figure": str(figure) if figure else None}
     if as_json:
         print_json(result)
     else:
-        shape = "×".join(map(str, aug.images.shape))
-        console.print(f"wrote {', '.join(result['files'])}: {shape} uint8 images "
-                      f"({len(result['source_ids'])} sources × {variants} variants)"
+        shape = "×".join(map(str, images.shape))
+        lo, hi = written_as.range
+        console.print(f"wrote {', '.join(result['files'])}: {shape} {written_as.dtype} images in [{lo:g}, {hi:g}] "
+                      f"({written_as.layout}, {order} order; "
+                      f"{len(result['source_ids'])} sources × {variants} variants; ids "
+                      f"{format_ids(result['source_ids'])}, counted from {id_base})"
                       + ("" if aug.labels is not None else "; the source has no labels")
                       + (f"; figure {figure}" if figure else ""), markup=False)
 
@@ -99,19 +115,22 @@ def compare_noise(
     sigma: float = SIGMA,
     seed: int = SEED,
     mode: str = MODE,
+    id_base: int = ID_BASE,
     data: str = typer.Option(None, "--data", help="Data source the ids refer to (default: run A's own source)."),
     out: Path = typer.Option(..., "--out", help="Figure to write (.png)."),
     weights: str = WEIGHTS,
     as_json: bool = JSON,
 ) -> None:
     """The same noise through two models: original, A's variants, B's variants, per image."""
+    from aelab.data.ids import format_ids
     from aelab.figures.generate import same_noise_figure
     from aelab.generate import compare_noise as same_noise
     from aelab.generate import select
     from aelab.run import load_run
 
     ra, rb = load_run(run_a, weights=weights), load_run(run_b, weights=weights)
-    aug_a, aug_b, numbers = same_noise(ra, rb, select(ra, ids, data), variants, sigma, seed, mode)  # type: ignore[arg-type]
+    aug_a, aug_b, numbers = same_noise(ra, rb, select(ra, ids, data, id_base), variants, sigma, seed,
+                                       mode, id_base)  # type: ignore[arg-type]
     result = {"figure": str(same_noise_figure(aug_a, aug_b, numbers, out)), **numbers}
     if as_json:
         print_json(result)
@@ -121,4 +140,5 @@ def compare_noise(
              "diversity": result[k]["diversity"], "code RMS": result[k]["code_rms"]} for k in ("a", "b")]
     table(rows, title=f"same noise (seed {seed}, {result['mode']}, sigma {sigma:g}): {variants} variants of "
                       f"{len(result['ids'])} images vs the original")
+    console.print(f"ids {format_ids(result['ids'])} (counted from {id_base})", markup=False)
     console.print(f"wrote {out}; noise: {result['noise']}", markup=False)

@@ -8,8 +8,32 @@ out a validation split or selecting labels never copies the images.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
+
+Layout = Literal["nhwc", "nchw", "nhw"]
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """How the source stored its images (aelab keeps them uint8 N×H×W×C whatever it was), so what
+    aelab writes back (``aelab augment``) can match the student's own arrays."""
+
+    layout: Layout = "nhwc"
+    """nhwc (channels last), nchw (channels first) or nhw (one channel, no channel axis)."""
+    dtype: str = "uint8"
+    """The stored dtype's name: uint8, float32, float64, int64 ..."""
+    range: tuple[float, float] = (0.0, 255.0)
+    """The values' scale: (0, 255) for integer images, (0, 1) for float ones (the only float range
+    the loaders accept)."""
+
+    @property
+    def is_float(self) -> bool:
+        return np.dtype(self.dtype).kind == "f"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"layout": self.layout, "dtype": self.dtype, "range": list(self.range)}
 
 
 @dataclass
@@ -26,6 +50,8 @@ class ImageSet:
     """The source's own test split, when it has one (npz x_test, IDX t10k)."""
     index: np.ndarray | None = field(default=None, repr=False)
     """Rows of ``images`` that belong to this set (None: all, in order)."""
+    source_format: SourceFormat = field(default_factory=SourceFormat)
+    """The layout, dtype and value range the source stored (subsets keep it)."""
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -89,21 +115,18 @@ class ImageSet:
         return replace(self, index=np.asarray(np.arange(len(self.images)) if self.index is None
                                               else self.index)[positions], test=None)
 
-    def by_ids(self, ids: list[int] | np.ndarray) -> ImageSet:
-        """The images whose stable ids are ``ids`` (an error names missing ones)."""
+    def by_ids(self, ids: list[int] | np.ndarray, id_base: int = 0) -> ImageSet:
+        """The images whose stable ids are ``ids``, counted from ``id_base`` (0: rows; 1: homework lists).
+        An id outside the source names itself, the base and the valid range."""
+        from aelab.data.ids import from_rows, to_rows
         from aelab.errors import DataError
 
-        ids = np.asarray(ids, dtype=np.int64)
-        all_ids = self.ids
+        rows = to_rows(ids, len(self.images), id_base, self.name or "data")
         lookup = np.full(len(self.images), -1, dtype=np.int64)
-        lookup[all_ids] = np.arange(len(all_ids))
-        outside = ids[(ids < 0) | (ids >= len(self.images))]
-        if outside.size:
-            shown = ", ".join(map(str, outside[:10])) + (" ..." if outside.size > 10 else "")
-            raise DataError(f"{self.name or 'data'}: no image with id {shown} (ids are 0..{len(self.images) - 1})")
-        pos = lookup[ids]
+        lookup[self.ids] = np.arange(len(self))
+        pos = lookup[rows]
         if (pos < 0).any():
-            shown = ", ".join(map(str, ids[pos < 0][:10]))
+            shown = ", ".join(map(str, from_rows(rows[pos < 0][:10], id_base).tolist()))
             raise DataError(f"{self.name or 'data'}: id {shown} is not in this subset of {len(self)} images")
         return self.subset(pos)
 

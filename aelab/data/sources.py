@@ -1,6 +1,8 @@
 """Image sources: a string such as ``npy:faces.npy`` names where images come from.
 
-Every source returns an ``ImageSet`` of uint8 N×H×W×C images. ``.npy`` files
+Every source returns an ``ImageSet`` of uint8 N×H×W×C images; arrays may also be
+N×C×H×W (channels first) or N×H×W, uint8 or float in [0, 1], and the ImageSet's
+``source_format`` records which, so outputs can be written the same way. ``.npy`` files
 are memory-mapped when they are already uint8, so a 1.2 GB course data set
 costs no memory until a batch is read. Built-in sets take their parameters in
 the string: ``builtin:faces?n=2000&anomaly_fraction=0.1&seed=1``.
@@ -19,7 +21,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from aelab.data.imageset import ImageSet
+from aelab.data.imageset import ImageSet, SourceFormat
 from aelab.errors import DataError, closest
 from aelab.limits import check_array_fits
 
@@ -61,6 +63,18 @@ def _guess_kind(path: str) -> str:
 
 # -- arrays -------------------------------------------------------------------
 
+def channels_first(arr: np.ndarray) -> bool:
+    """Whether a 4-d image array is N×C×H×W: its last axis cannot be channels and its second can."""
+    return arr.ndim == 4 and arr.shape[-1] not in (1, 3, 4) and arr.shape[1] in (1, 3)
+
+
+def array_format(arr: np.ndarray) -> SourceFormat:
+    """The layout, dtype and value range an image array was stored in (what ``as_uint8_images`` reads)."""
+    layout = "nhw" if arr.ndim == 3 else "nchw" if channels_first(arr) else "nhwc"
+    value_range = (0.0, 1.0) if arr.dtype.kind == "f" else (0.0, 255.0)
+    return SourceFormat(layout, arr.dtype.name, value_range)  # type: ignore[arg-type]
+
+
 def as_uint8_images(arr: np.ndarray, where: str) -> np.ndarray:
     """Check an array of images and return it as uint8 N×H×W×C.
 
@@ -70,7 +84,7 @@ def as_uint8_images(arr: np.ndarray, where: str) -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 4:
         raise DataError(f"{where}: expected images N×H×W×C or N×H×W, got shape {arr.shape}")
-    if arr.shape[-1] not in (1, 3, 4) and arr.shape[1] in (1, 3):
+    if channels_first(arr):
         arr = arr.transpose(0, 2, 3, 1)  # N×C×H×W -> N×H×W×C (a view)
     if arr.shape[-1] not in (1, 3, 4):
         raise DataError(f"{where}: expected 1, 3 or 4 channels in the last axis, got shape {arr.shape}")
@@ -175,7 +189,7 @@ def _np_load(path: Path, mmap: bool) -> np.ndarray:
 def _load_npy(rest: str, size: tuple[int, int] | None) -> ImageSet:
     path = Path(rest)
     arr = _np_load(path, mmap=True)
-    return ImageSet(as_uint8_images(arr, str(path)), name=f"npy:{path}")
+    return ImageSet(as_uint8_images(arr, str(path)), name=f"npy:{path}", source_format=array_format(arr))
 
 
 _NPZ_IMAGE_KEYS = ("images", "x", "x_train", "data", "arr_0")
@@ -220,16 +234,19 @@ def _load_npz(rest: str, size: tuple[int, int] | None) -> ImageSet:
         if key not in keys:
             raise DataError(f"{path}: no array '{key}'{closest(key, keys)} (keys: {', '.join(keys)})")
         where = f"{path}#{key}"
-        images = as_uint8_images(_npz_array(zf, key, where), where)
+        raw = _npz_array(zf, key, where)
+        images = as_uint8_images(raw, where)
         label_key = _NPZ_LABEL_KEYS.get(key)
         labels = _as_labels(_npz_array(zf, label_key, f"{path}#{label_key}"), len(images), f"{path}#{label_key}") \
             if label_key in keys else None
-        data = ImageSet(images, labels, name=f"npz:{where}")
+        data = ImageSet(images, labels, name=f"npz:{where}", source_format=array_format(raw))
         if key == "x_train" and "x_test" in keys:
-            test_images = as_uint8_images(_npz_array(zf, "x_test", f"{path}#x_test"), f"{path}#x_test")
+            raw_test = _npz_array(zf, "x_test", f"{path}#x_test")
+            test_images = as_uint8_images(raw_test, f"{path}#x_test")
             test_labels = _as_labels(_npz_array(zf, "y_test", f"{path}#y_test"), len(test_images),
                                      f"{path}#y_test") if "y_test" in keys else None
-            data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test")
+            data.test = ImageSet(test_images, test_labels, name=f"npz:{path}#x_test",
+                                 source_format=array_format(raw_test))
     return data
 
 
@@ -285,12 +302,13 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _idx_pair(images_path: Path) -> ImageSet:
-    images = as_uint8_images(read_idx(images_path), str(images_path))
+    raw = read_idx(images_path)
+    images = as_uint8_images(raw, str(images_path))
     label_path = Path(str(images_path).replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1"))
     labels = None
     if label_path != images_path and label_path.exists():
         labels = _as_labels(read_idx(label_path), len(images), str(label_path))
-    return ImageSet(images, labels, name=f"idx:{images_path}")
+    return ImageSet(images, labels, name=f"idx:{images_path}", source_format=array_format(raw))
 
 
 def _load_idx(rest: str, size: tuple[int, int] | None) -> ImageSet:

@@ -9,7 +9,7 @@ from aelab.generate import augment, compare_noise, sample, select
 from aelab.quality import generation_quality, sharpness
 
 DEMO_IDS = "1-5,226-230,841-845,1471-1475"
-"""The ids the course reports augmented (five variants each)."""
+"""The ids the course reports augmented (five variants each), counted from 1 as the reports do."""
 
 
 def demo_section(demo: Any) -> list[str]:
@@ -28,15 +28,16 @@ def demo_section(demo: Any) -> list[str]:
                                          "sharpness_real": float(sharpness(real).mean())}
         lines.append(f"samples ({key}): {path}  ({res['drawn_from']}; sharpness {res['sharpness']:.4f} "
                      f"vs {res['sharpness_real']:.4f} real)")
-    ids = DEMO_IDS if len(vae.splits.full) > 1475 else "0-9"
-    aug_a, aug_b, c = compare_noise(ae, vae, select(ae, ids), 5, 0.5, 0)
+    ids, base = (DEMO_IDS, 1) if len(vae.splits.full) >= 1475 else ("0-9", 0)
+    aug_a, aug_b, c = compare_noise(ae, vae, select(ae, ids, id_base=base), 5, 0.5, 0, id_base=base)
     c = {"figure": str(same_noise_figure(aug_a, aug_b, c, vae.figures / "same_noise.png")), **c}
     numbers["same_noise"] = c
     lines.append(f"same noise, AE vs VAE: {c['figure']}  (PSNR of variants {c['a']['psnr']:.2f} vs "
                  f"{c['b']['psnr']:.2f} dB, diversity {c['a']['diversity']:.4f} vs {c['b']['diversity']:.4f})")
-    aug = augment(vae, ids, 5, 0.5, 0)
+    aug = augment(vae, ids, 5, 0.5, 0, id_base=base)
     path = aug.save(demo.out / "aug.npz")[0]
-    numbers["augment"] = {"file": str(path), "images": list(aug.images.shape), "ids": ids, "sigma": 0.5, "seed": 0}
+    numbers["augment"] = {"file": str(path), "images": list(aug.images.shape), "ids": ids, "id_base": base,
+                          "sigma": 0.5, "seed": 0}
     lines.append(f"augmented data: {path}  ({aug.images.shape[0]} images, load with npz:{path})")
     if not demo.quick:
         numbers["quality"] = {}

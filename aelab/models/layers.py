@@ -23,6 +23,14 @@ class FamilyParams(NumbersNotBools):
     negative_slope: float = Field(0.01, ge=0, description="slope of leaky_relu")
     output_activation: OutputActivation = "auto"
 
+    def ignored_keys(self) -> dict[str, str]:
+        """Keys set away from their default that this family's other choices leave unused: key -> why.
+        (A resolved config holds every key, so a default value is never an error.)"""
+        out = {}
+        if self.activation != "leaky_relu" and self.negative_slope != type(self).model_fields["negative_slope"].default:
+            out["negative_slope"] = f"it is the slope of activation leaky_relu, and activation is '{self.activation}'"
+        return out
+
 
 def activation(name: str, negative_slope: float = 0.01) -> nn.Module:
     if name == "leaky_relu":

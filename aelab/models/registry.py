@@ -50,18 +50,51 @@ def _family(name: Any) -> Family:
     return fams[name]
 
 
+def family_label(params: BaseModel | type[BaseModel]) -> str:
+    """How errors name a family: ``conv``, or ``vae (backbone conv)``."""
+    fields = params.model_fields
+    name = fields["type"].default
+    if "backbone" in fields:
+        return f"{name} (backbone {fields['backbone'].default})"
+    return str(name)
+
+
+def _owners(key: str, family: str) -> list[str]:
+    """The other families that have ``key``."""
+    out = []
+    for fam in families().values():
+        for cls in getattr(fam.cls, "param_classes", (fam.params,)):
+            label = family_label(cls)
+            if label != family and key in cls.model_fields and label not in out:
+                out.append(label)
+    return out
+
+
 def validate(params_cls: type[BaseModel], raw: dict[str, Any], prefix: str = "model") -> BaseModel:
-    """Validate ``raw`` against a family schema, turning errors into one named line."""
+    """Validate ``raw`` against a family schema, turning errors into one named line: a key the family
+    does not have, or one its other choices leave unused (``ignored_keys``), is an error naming the family."""
+    family = family_label(params_cls)
     try:
-        return params_cls.model_validate(raw)
+        params = params_cls.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join([prefix, *(str(p) for p in first["loc"])])
         if first["type"] == "extra_forbidden":
             name = str(first["loc"][-1])
-            raise ConfigError(f"unknown config key '{key}'{closest(name, params_cls.model_fields)}") from None
+            keys = [k for k in params_cls.model_fields if k != "type"]
+            owners = _owners(name, family) if len(first["loc"]) == 1 else []
+            if owners:
+                raise ConfigError(f"config key '{key}' is not used by model family '{family}' (it is a key of "
+                                  f"{', '.join(owners)}); {family} takes: {', '.join(keys)}") from None
+            raise ConfigError(f"unknown config key '{key}'{closest(name, params_cls.model_fields)} for model "
+                              f"family '{family}'") from None
         msg = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"config key '{key}' = {first.get('input')!r}: {msg}") from None
+    ignored = getattr(params, "ignored_keys", dict)()
+    for name, why in ignored.items():
+        raise ConfigError(f"config key '{prefix}.{name}' = {getattr(params, name)!r} is ignored by model family "
+                          f"'{family}': {why}; remove it")
+    return params
 
 
 def parse_params(raw: dict[str, Any]) -> BaseModel:

@@ -57,6 +57,7 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 @register("vae", VaeFcnParams, parse=parse_vae)
 class VariationalAutoencoder(Autoencoder):
     variational = True
+    param_classes = (VaeFcnParams, VaeConvParams)
 
     @staticmethod
     def min_side(params: VaeFcnParams | VaeConvParams) -> int:

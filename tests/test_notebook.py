@@ -283,6 +283,7 @@ def test_the_example_notebooks_run_top_to_bottom(tmp_path):
     assert data.shape == (1500, 3, 50, 50) and data.dtype == np.float32 and data.min() >= 0 and data.max() <= 1
     aug, labels = np.load(hw2 / "aug" / "aug_data.npy"), np.load(hw2 / "aug" / "aug_label.npy")
     assert len(aug) == len(labels) == 20 * 5
-    assert np.array_equal(np.load(hw2 / "aug" / "aug_ids.npy")[::5], [*range(5), *range(225, 230), *range(840, 845),
-                                                              *range(1470, 1475)])
-    assert np.array_equal(labels[::5], np.load(hw2 / "hw2_labels.npy")[np.load(hw2 / "aug" / "aug_ids.npy")[::5]])
+    assert aug.shape == (100, 3, 50, 50) and aug.dtype == np.float32  # the data's own layout and dtype
+    ids = np.load(hw2 / "aug" / "aug_ids.npy")[::5]  # the homework's ids, counted from 1
+    assert np.array_equal(ids, [*range(1, 6), *range(226, 231), *range(841, 846), *range(1471, 1476)])
+    assert np.array_equal(labels[::5], np.load(hw2 / "hw2_labels.npy")[ids - 1])

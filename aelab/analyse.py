@@ -75,7 +75,8 @@ def loss(run: Any, ctx: Context) -> Result:
     last = epochs[-1] if epochs else {}
     return Result({"loss": path}, {"epochs": len(epochs), "steps": sum(1 for r in records if "loss" in r),
                                    "final_train_loss": last.get("train_loss"),
-                                   "final_train_mse_01": last.get("train_mse_01"), "final_val_mse": last.get("val_mse")})
+                                   "final_train_mse_01": last.get("train_mse_01"),
+                                   "final_val_mse": last.get("val_mse")})
 
 
 def reconstructions(run: Any, ctx: Context) -> Result:
@@ -293,6 +294,7 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     (``redo=False``: only those missing)."""
     from aelab import sweep as sw
     from aelab.figures.sweep import latent_figure, losses_figure
+    from aelab.logunits import MSE_01
 
     path = Path(path)
     sweep = sw.load_sweep_dir(path)
@@ -301,7 +303,10 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     if not done:
         return files
     if redo or not (path / sw.LOSSES).is_file():
-        losses_figure(sw.loss_curves(path, done), path / sw.LOSSES, title=f"{sweep.name}: training loss")
+        curves, measure = sw.loss_curves(path, done), f"train reconstruction {MSE_01}"
+        if any(not len(steps) for _, steps, _ in curves):  # an older run's log without it: the objectives
+            curves, measure = sw.loss_curves(path, done, "loss"), "training objective (each run's train.loss)"
+        losses_figure(curves, path / sw.LOSSES, title=f"{sweep.name}: training", ylabel=measure)
     files["losses"] = str(path / sw.LOSSES)
     rows = sw.sweep_table(path, sweep)
     if len({r["latent_size"] for r in rows}) > 1:

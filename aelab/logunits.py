@@ -39,7 +39,7 @@ LOG_UNITS = {
     "val_ssim": "validation SSIM",
 }
 
-# short column labels with their units, for tables of summaries
+# short column labels with their units, for tables of summaries ("val" reads "train" for a run evaluated on it)
 LABELS = {
     "final_train_loss": "train loss (objective)",
     "final_train_mse_01": "train MSE [0,1]",
@@ -48,6 +48,22 @@ LABELS = {
     "psnr": "val PSNR (dB)",
     "ssim": "val SSIM",
 }
+
+
+def labelled(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary's loss and reconstruction numbers under labels that carry their units (``LABELS``); a
+    number an older run did not record is None, the KL only for a run that has one."""
+    where = summary.get("evaluated_on", "val")
+    return {LABELS[k].replace("val ", f"{where} ", 1): summary.get(k) for k in LABELS
+            if k != "final_train_kl" or summary.get(k) is not None}
+
+
+def legend(objective: str, evaluated_on: str = "val") -> str:
+    """The sentence under a table of ``labelled`` numbers: which number is which."""
+    split = "validation" if evaluated_on == "val" else evaluated_on
+    return (f"train loss: the objective the optimiser minimised ({objective}), mean over the last epoch; "
+            f"MSE: per pixel value on [0, 1], train = the last epoch's batches, {evaluated_on} = the {split} "
+            f"split after training (comparable with each other, not with the loss); PSNR with data range 1")
 
 
 def span_squared(data_range: Any) -> float:

@@ -121,6 +121,12 @@ def test_loss_figure_puts_each_unit_on_its_own_axis(monkeypatch, tmp_path):
     mse_lines = {tuple(np.round(line.get_ydata(), 6)) for line in mse_ax.get_lines()}
     assert mse_lines == {tuple(np.round([r["mse_01"] for r in steps], 6)), (0.045, 0.041)}
     assert [list(line.get_ydata()) for line in loss_ax.get_lines()] == [[r["loss"] for r in steps]]
+    fr.plt.close(captured.pop("fig"))
+    older = [{k: v for k, v in r.items() if k not in ("mse_01", "kl")} for r in steps + epochs]
+    fr.loss_figure(older, tmp_path / "o.png")  # a log from before mse_01: validation alone, and says so
+    mse_ax, _ = captured["fig"].axes
+    assert [tuple(line.get_ydata()) for line in mse_ax.get_lines()] == [(0.045, 0.041)]
+    assert "validation only" in mse_ax.get_title()
     fr.plt.close(captured["fig"])
 
 

@@ -39,7 +39,7 @@ def table(rows: list[dict[str, Any]], title: str | None = None, columns: list[st
     """Dict rows as a table; floats shown with 4 significant digits. In a terminal a rich table whose cells
     fold onto more lines when it is narrow; elsewhere plain aligned text, each row on one line."""
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-    right = [bool(rows) and isinstance(rows[0].get(c), int | float) for c in cols]
+    right = [bool(rows) and numeric(rows[0].get(c)) for c in cols]
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
     if not console.is_terminal:
         typer.echo(plain_table(cols, cells, right, title))
@@ -61,6 +61,19 @@ def plain_table(cols: list[str], cells: list[list[str]], right: list[bool], titl
         return "  ".join(padded).rstrip()
 
     return "\n".join(([title] if title else []) + [line(cols)] + [line(row) for row in cells])
+
+
+def numeric(v: Any) -> bool:
+    """A number, or a number already formatted ("1,234", "0.0123", "192×"): right-aligned in a table."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int | float):
+        return True
+    try:
+        float(str(v).replace(",", "").removesuffix("×"))
+    except ValueError:
+        return False
+    return True
 
 
 def fmt(v: Any) -> str:

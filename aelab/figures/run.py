@@ -76,12 +76,11 @@ def loss_figure(records: list[dict[str, Any]], path: str | Path, *, objective: s
         val = np.array([r["val_mse"] for r in epochs])
         ax.plot([r["step"] for r in epochs], val, "o-", color="tab:orange", ms=4, label="validation (per epoch)")
         shown.append(val)
-    if steps_of and not train_mse:
-        ax.text(0.01, 0.97, "train MSE on [0, 1]: not in this run's log (trained before aelab recorded it)",
-                transform=ax.transAxes, va="top", fontsize=7, color="0.35")
     _log_scale_if_wide(ax, shown)
     ax.set_ylabel(f"reconstruction\n{MSE_01}", fontsize=8)
-    ax.set_title("reconstruction error, train and validation on one scale", fontsize=9)
+    ax.set_title("reconstruction error, train and validation on one scale" if train_mse or not steps_of else
+                 "reconstruction error, validation only (this run's log predates the train MSE on [0, 1])",
+                 fontsize=9)
     ax = axes[1][0]
     if len(steps):
         loss = np.array([r["loss"] for r in steps_of])

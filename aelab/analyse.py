@@ -294,7 +294,6 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     (``redo=False``: only those missing)."""
     from aelab import sweep as sw
     from aelab.figures.sweep import latent_figure, losses_figure
-    from aelab.logunits import MSE_01
 
     path = Path(path)
     sweep = sw.load_sweep_dir(path)
@@ -303,9 +302,7 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     if not done:
         return files
     if redo or not (path / sw.LOSSES).is_file():
-        curves, measure = sw.loss_curves(path, done), f"train reconstruction {MSE_01}"
-        if any(not len(steps) for _, steps, _ in curves):  # an older run's log without it: the objectives
-            curves, measure = sw.loss_curves(path, done, "loss"), "training objective (each run's train.loss)"
+        curves, measure = sw.training_curves(path, done)
         losses_figure(curves, path / sw.LOSSES, title=f"{sweep.name}: training", ylabel=measure)
     files["losses"] = str(path / sw.LOSSES)
     rows = sw.sweep_table(path, sweep)

@@ -547,6 +547,17 @@ def loss_curves(out: str | Path, variants: list[Variant], key: str = "mse_01") -
     return curves
 
 
+def training_curves(out: str | Path, variants: list[Variant]) -> tuple[list[tuple[str, Any, Any]], str]:
+    """What a sweep's ``losses.png`` draws, and its axis label: every run's train MSE on [0, 1] (comparable across
+    families and ranges), or, when a run's log predates it, every run's objective (never the two mixed)."""
+    from aelab.logunits import MSE_01
+
+    mse, loss = loss_curves(out, variants), loss_curves(out, variants, "loss")
+    if all(len(m[1]) == len(v[1]) for m, v in zip(mse, loss, strict=True)):
+        return mse, f"train reconstruction {MSE_01}"
+    return loss, "training objective (each run's train.loss on data.range)"
+
+
 def latent_series(rows: list[dict[str, Any]], sweep: Sweep) -> dict[str, list[dict[str, Any]]]:
     """The rows grouped into the code-size study's lines: family, vector or spatial code, other settings."""
     series: dict[str, list[dict[str, Any]]] = {}

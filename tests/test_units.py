@@ -87,6 +87,7 @@ def _as_old_run(run, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_an_old_run_loads_and_reads_in_todays_terms(trained, tmp_path):
     run = trained(VAE)
     old = aelab.load_run(_as_old_run(run, tmp_path / "old"))

@@ -64,13 +64,19 @@ def architecture(run: Any, ctx: Context) -> Result:
 
 
 def loss(run: Any, ctx: Context) -> Result:
-    from aelab.figures.base import loss_curve
+    from aelab.figures.run import loss_figure
+    from aelab.logunits import objective_label
 
     records = run.metrics_log()
     epochs = [r for r in records if "train_loss" in r]
-    path = loss_curve(records, run.figures / "loss.png", title=run.name)
+    cfg = run.config
+    path = loss_figure(records, run.figures / "loss.png", title=run.name,
+                       objective=objective_label(cfg.train.loss, cfg.data.range, run.variational))
+    last = epochs[-1] if epochs else {}
     return Result({"loss": path}, {"epochs": len(epochs), "steps": sum(1 for r in records if "loss" in r),
-                                   "final_train_loss": epochs[-1]["train_loss"] if epochs else None})
+                                   "final_train_loss": last.get("train_loss"),
+                                   "final_train_mse_01": last.get("train_mse_01"),
+                                   "final_val_mse": last.get("val_mse")})
 
 
 def reconstructions(run: Any, ctx: Context) -> Result:
@@ -296,7 +302,8 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     if not done:
         return files
     if redo or not (path / sw.LOSSES).is_file():
-        losses_figure(sw.loss_curves(path, done), path / sw.LOSSES, title=f"{sweep.name}: training loss")
+        curves, measure = sw.training_curves(path, done)
+        losses_figure(curves, path / sw.LOSSES, title=f"{sweep.name}: training", ylabel=measure)
     files["losses"] = str(path / sw.LOSSES)
     rows = sw.sweep_table(path, sweep)
     if len({r["latent_size"] for r in rows}) > 1:

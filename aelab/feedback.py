@@ -53,9 +53,12 @@ def interactive() -> bool:
 
 
 def epoch_line(record: dict[str, Any], epochs: int, seconds: float, best: bool = False) -> str:
-    """One epoch in a line: ``epoch 3/10  step 24  train_loss 0.0213  val_mse 0.0184  ...  1.2 s``."""
+    """One epoch in a line: ``epoch 3/10  step 24  train_loss 0.0852  train_mse_01 0.0213  val_mse 0.0184  ...
+    1.2 s``; the keys of metrics.jsonl (``aelab.logunits``): the loss is the objective on data.range, the MSEs
+    are on [0, 1]."""
     parts = [f"epoch {record['epoch']}/{epochs}", f"step {record['step']}", f"train_loss {record['train_loss']:.5f}"]
-    for key, fmt in (("val_mse", ".5f"), ("val_psnr", ".2f"), ("val_ssim", ".4f"), ("lr", ".3g")):
+    for key, fmt in (("train_mse_01", ".5f"), ("train_kl", ".4g"), ("val_mse", ".5f"), ("val_psnr", ".2f"),
+                     ("val_ssim", ".4f"), ("lr", ".3g")):
         if key in record:
             parts.append(f"{key} {record[key]:{fmt}}" + (" dB" if key == "val_psnr" else ""))
     parts.append(f"{seconds:.1f} s")

@@ -105,11 +105,12 @@ def _run_card(run: Any) -> str:
     import numpy as np
 
     from aelab.cards import cards_for
-    from aelab.figures.base import loss_curve
-    from aelab.figures.run import reconstruction_figure
+    from aelab.figures.run import loss_figure, reconstruction_figure
+    from aelab.logunits import objective_label
     from aelab.run import reconstructions
 
     s = run.summary
+    objective = objective_label(run.config.train.loss, run.config.data.range, run.variational)
     stopped = f" (stopped early at epoch {s['stopped_at_epoch']})" if s.get("stopped_early") else ""
     papers = " · ".join(f'<a href="{escape(c.paper["url"])}" target="_blank">{escape(c.title)}</a> '
                         f"({escape(c.short_ref)})" for c in cards_for(run.config))
@@ -120,7 +121,8 @@ def _run_card(run: Any) -> str:
                               f"({run.latent_size:,} numbers, compression {s.get('compression_ratio', 0):.1f}×)"),
              ("training", f"{epochs}, {s.get('steps'):,} steps of {s.get('batch_size')} images on "
                           f"{s.get('n_train'):,} images, {s.get('wall_time_s', 0):.1f} s{stopped}"),
-             ("final train loss", number(s.get("final_train_loss"))),
+             ("final train loss", f"{number(s.get('final_train_loss'))} (the objective: {escape(objective)}; "
+                                  f"train MSE {number(s.get('final_train_mse_01'))} ([0, 1] pixels))"),
              (f"{s.get('evaluated_on', 'val')} metrics",
               f"MSE {s.get('mse', float('nan')):.5f} ([0, 1] pixels) · PSNR {s.get('psnr', float('nan')):.2f} dB"
               f" · SSIM {s.get('ssim', float('nan')):.4f} (of 1)")]
@@ -128,7 +130,7 @@ def _run_card(run: Any) -> str:
         pairs.append(("weights", "best epoch's (train.keep_best)"))
     if papers:
         pairs.append(("model cards", papers))
-    loss = png(lambda p: loss_curve(run.metrics_log(), p, f"{run.name}: training loss"))
+    loss = png(lambda p: loss_figure(run.metrics_log(), p, objective=objective, title=f"{run.name}: training"))
     val = run.val_data()
     shown = val.subset(np.arange(min(CARD_IMAGES, len(val)))) if len(val) else None
     recon = ""
@@ -244,14 +246,14 @@ def anomaly_html(result: Any) -> str:
 
 def sweep_html(result: Any) -> str:
     from aelab.figures.sweep import losses_figure
-    from aelab.sweep import loss_curves
+    from aelab.sweep import training_curves
 
     files = [f for f in result.files.values() if str(f).endswith(".png") and Path(f).is_file()]
     if files:
         figs = "".join(image_file(f) for f in files)
     else:
-        curves = loss_curves(result.out, result.sweep.variants)
-        figs = png(lambda p: losses_figure(curves, p, result.sweep.name)) if curves else ""
+        curves, measure = training_curves(result.out, result.sweep.variants)
+        figs = png(lambda p: losses_figure(curves, p, result.sweep.name, ylabel=measure)) if curves else ""
     rows = [{k: v for k, v in r.items() if k != "run"} for r in result.rows]
     words = {"done": "already finished", "new": "trained", "resume": "resumed", "restart": "restarted",
              "different": "retrained (config changed)"}

@@ -257,9 +257,12 @@ class Run:
         return self.path / FIGURES
 
     def metrics_log(self) -> list[dict[str, Any]]:
-        """Every record of metrics.jsonl (iterations, then epoch records with val_* keys)."""
+        """Every record of metrics.jsonl (iterations, then epoch records with val_* keys), in today's terms
+        (``logunits.upgrade_log``: an older log gets ``mse_01`` where it follows exactly)."""
+        from aelab.logunits import upgrade_log
+
         with open(self.path / METRICS) as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+            return upgrade_log([json.loads(line) for line in fh if line.strip()], self.config.to_dict())
 
     # -- data ------------------------------------------------------------------
     @cached_property

@@ -371,7 +371,8 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, jo
                 }.get(result["state"], "trained")
         took = "" if result["state"] == "done" else f" in {result['seconds']:.1f} s"
         say(f"[{i}/{total}] {v.name}: {what}{took}  "
-            f"(loss {s['final_train_loss']:.5g}, PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f})")
+            f"(train loss {s['final_train_loss']:.5g}, {s.get('evaluated_on', 'val')} MSE [0,1] {s['mse']:.5g}, "
+            f"PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f})")
 
     if jobs == 1:
         for i, v in enumerate(sweep.variants, 1):
@@ -463,7 +464,8 @@ def sweep_table(out: str | Path, sweep: Sweep | None = None) -> list[dict[str, A
         if "train.epochs" not in row:
             row["epochs"] = s["epochs"]
         row.update({
-            "final_train_loss": s["final_train_loss"], "val_mse": s["mse"], "val_psnr": s["psnr"],
+            "final_train_loss": s["final_train_loss"], "final_train_mse_01": s.get("final_train_mse_01"),
+            "val_mse": s["mse"], "val_psnr": s["psnr"],
             "val_ssim": s["ssim"], "time_s": s["wall_time_s"],
         })
         if s.get("evaluated_on", "val") != "val":
@@ -473,9 +475,12 @@ def sweep_table(out: str | Path, sweep: Sweep | None = None) -> list[dict[str, A
 
 
 _MD_FORMATS = {"parameters": "{:,}", "latent_size": "{:,}", "compression": "{:.4g}×", "final_train_loss": "{:.5f}",
-               "val_mse": "{:.5f}", "val_psnr": "{:.2f}", "val_ssim": "{:.4f}", "time_s": "{:.1f}"}
-MD_HEADERS = {"final_train_loss": "final train loss", "val_mse": "val MSE", "val_psnr": "val PSNR (dB)",
-              "val_ssim": "val SSIM", "time_s": "time (s)", "latent_size": "code size", "compression": "compression"}
+               "final_train_mse_01": "{:.5f}", "val_mse": "{:.5f}", "val_psnr": "{:.2f}", "val_ssim": "{:.4f}",
+               "time_s": "{:.1f}"}
+# headers carry their units (aelab.logunits): the loss is each run's objective, the MSEs are on [0, 1]
+MD_HEADERS = {"final_train_loss": "train loss (objective)", "final_train_mse_01": "train MSE [0,1]",
+              "val_mse": "val MSE [0,1]", "val_psnr": "val PSNR (dB)", "val_ssim": "val SSIM", "time_s": "time (s)",
+              "latent_size": "code size", "compression": "compression"}
 
 
 def format_cell(key: str, value: Any) -> str:
@@ -523,22 +528,34 @@ def finished(out: str | Path, sweep: Sweep) -> list[Variant]:
     return [v for v in sweep.variants if (Path(out) / v.name / SUMMARY).exists()]
 
 
-def loss_curves(out: str | Path, variants: list[Variant]) -> list[tuple[str, Any, Any]]:
-    """Per run, in sweep order: its legend label, and the iteration and training loss of every logged step."""
+def loss_curves(out: str | Path, variants: list[Variant], key: str = "mse_01") -> list[tuple[str, Any, Any]]:
+    """Per run, in sweep order: its legend label, and the iteration and ``key`` of every logged step:
+    ``mse_01`` (reconstruction MSE per pixel on [0, 1], comparable across runs; empty for an older run
+    whose log cannot give it, see ``logunits.upgrade_log``) or ``loss`` (each run's own objective)."""
     import numpy as np
+
+    from aelab.logunits import upgrade_log
 
     curves = []
     for v in variants:
-        steps, loss = [], []
-        with open(Path(out) / v.name / METRICS) as fh:
-            for line in fh:
-                if line.strip():
-                    r = json.loads(line)
-                    if "loss" in r:
-                        steps.append(r["step"])
-                        loss.append(r["loss"])
-        curves.append((v.label, np.asarray(steps), np.asarray(loss)))
+        folder = Path(out) / v.name
+        with open(folder / METRICS) as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+        records = upgrade_log(records, yaml.safe_load((folder / CONFIG).read_text()) or {})
+        steps = [r for r in records if "loss" in r and key in r]
+        curves.append((v.label, np.asarray([r["step"] for r in steps]), np.asarray([r[key] for r in steps])))
     return curves
+
+
+def training_curves(out: str | Path, variants: list[Variant]) -> tuple[list[tuple[str, Any, Any]], str]:
+    """What a sweep's ``losses.png`` draws, and its axis label: every run's train MSE on [0, 1] (comparable across
+    families and ranges), or, when a run's log predates it, every run's objective (never the two mixed)."""
+    from aelab.logunits import MSE_01
+
+    mse, loss = loss_curves(out, variants), loss_curves(out, variants, "loss")
+    if all(len(m[1]) == len(v[1]) for m, v in zip(mse, loss, strict=True)):
+        return mse, f"train reconstruction {MSE_01}"
+    return loss, "training objective (each run's train.loss on data.range)"
 
 
 def latent_series(rows: list[dict[str, Any]], sweep: Sweep) -> dict[str, list[dict[str, Any]]]:

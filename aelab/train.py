@@ -50,6 +50,7 @@ from aelab.errors import AelabError, RunError, TrainingInterrupted
 from aelab.feedback import Feedback, check_tensorboard, epoch_csv, interactive
 from aelab.io import atomic_write, dumps_json, remove, remove_stray_temps, save_tensors, write_json
 from aelab.limits import check_training
+from aelab.logunits import SUMMARY_UNITS, mse_01
 from aelab.models import Autoencoder, create_model
 from aelab.models.base import memory_format_for
 from aelab.run import Run, evaluate_model, resolve_device
@@ -367,7 +368,7 @@ class Trainer:
                 while self.step < self.total_steps and not self.stopped_early:
                     order = epoch_order(len(self.splits.train), cfg.seed, self.epoch, self.splits.train)
                     skip = self.step - self.epoch * self.per_epoch
-                    epoch_loss, epoch_n, epoch_started = 0.0, 0, time.perf_counter()
+                    sums, epoch_n, epoch_started = {}, 0, time.perf_counter()  # loss, mse_01, kl × images
                     lr = self.optimizer.param_groups[0]["lr"]
                     batches = epoch_batches(order, cfg.train.batch_size, d.world)[skip:]
                     shards = [shard_batch(b, d.rank, d.world) for b in batches]
@@ -377,6 +378,7 @@ class Trainer:
                         with self._autocast():
                             out = self.net(corrupt(x, cfg))
                             terms = model.loss(out, x, cfg.train.loss)
+                        terms = {**terms, "mse_01": mse_01(out.recon, x, cfg.data.range)}  # on [0, 1], logged
                         self.optimizer.zero_grad(set_to_none=True)
                         # DDP averages gradients over ranks; weighting each rank's mean loss by its share of
                         # the global batch makes that average the gradient of the global batch's mean loss.
@@ -399,14 +401,16 @@ class Trainer:
                         log.write(json.dumps(record) + "\n")
                         if board:
                             board.add_scalar("loss", record["loss"], self.step)
-                        epoch_loss += record["loss"] * global_n
+                        for key in ("loss", "mse_01", "kl"):
+                            if key in record:
+                                sums[key] = sums.get(key, 0.0) + record[key] * global_n
                         epoch_n += global_n
                         rate = (self.images_seen - seen_at_start) / max(time.perf_counter() - started, 1e-9)
                         feedback.step(self.step, self.epoch + 1, record["loss"], rate)
                         if self.step >= self.total_steps:
                             break
                     self.epoch += 1
-                    record = {**self._epoch_record(epoch_loss / max(epoch_n, 1)), "lr": lr}
+                    record = {**self._epoch_record({k: v / max(epoch_n, 1) for k, v in sums.items()}), "lr": lr}
                     improved = self._after_epoch(record)
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -494,8 +498,11 @@ class Trainer:
         means, n = distributed.weighted_mean({k: v for k, v in local.items() if k != "n"}, local["n"], d)
         return {**means, "n": n}
 
-    def _epoch_record(self, train_loss: float) -> dict[str, Any]:
-        rec: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "train_loss": round(train_loss, 7)}
+    def _epoch_record(self, train: dict[str, float]) -> dict[str, Any]:
+        """The epoch's means: ``train_loss`` (the objective, on data.range), ``train_mse_01`` (on [0, 1]),
+        ``train_kl`` (a VAE's), then the validation metrics (on [0, 1])."""
+        rec: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "train_loss": round(train.get("loss", 0.0), 7),
+                               **{f"train_{k}": round(v, 7) for k, v in train.items() if k != "loss"}}
         if self.splits.val is not None:
             val = self._evaluate(self.splits.val)
             rec.update({f"val_{k}": round(v, 6) for k, v in val.items() if k != "n"})
@@ -562,7 +569,10 @@ class Trainer:
             **self._training_options(),
             "channels_last": self.memory_format == torch.channels_last,
             "final_train_loss": last_epoch[-1]["train_loss"] if last_epoch else None,
+            "final_train_mse_01": last_epoch[-1].get("train_mse_01") if last_epoch else None,
+            "final_train_kl": last_epoch[-1].get("train_kl") if last_epoch else None,
             "mse": final["mse"], "psnr": final["psnr"], "ssim": final["ssim"],
+            "units": SUMMARY_UNITS,
             "wall_time_s": round(self.elapsed, 3),
             "images_per_s": round(self.images_seen / max(self.elapsed, 1e-9), 1),
             "device": str(self.device),

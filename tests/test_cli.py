@@ -137,7 +137,7 @@ def test_demo_quick_json(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert [r["family"] for r in out["table"]] == ["fcn", "vae"]
-    assert all(r["PSNR"] > 10 for r in out["table"])
+    assert all(r["val PSNR (dB)"] > 10 for r in out["table"])
     assert (tmp_path / "demo" / "deep-fcn" / "figures" / "architecture.png").exists()
     from aelab.demo import DEMO_FOLDER
     from aelab.runfolder import foreign_files

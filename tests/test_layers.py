@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / "aelab"
 # Lowest first. A module belongs to the first entry that names it or a package above it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("aelab.errors", "aelab.io", "aelab.limits", "aelab.config", "aelab.allocator", "aelab.distributed",
-              "aelab.metrics", "aelab.cards", "aelab.data", "aelab.models", "aelab._testhooks", "aelab.tables")),
+              "aelab.metrics", "aelab.cards", "aelab.data", "aelab.models", "aelab._testhooks", "aelab.tables",
+              "aelab.logunits")),
     ("run", ("aelab.runfolder", "aelab.run", "aelab.schedule", "aelab.checkpoint", "aelab.feedback", "aelab.train",
              "aelab.manifest")),
     ("analyses", ("aelab.codestats", "aelab.edits", "aelab.latent", "aelab.generate", "aelab.anomaly", "aelab.graph",

@@ -297,7 +297,7 @@ def test_sweep_report_puts_the_comparison_first(tmp_path):
     assert ids[0].startswith("sweep-") and "overview" not in ids
     assert result["runs"] == [str(tmp_path / "sw" / "fcn")] and result["analyse"] is None
     assert "Not finished, left out: vae" in page
-    assert page.index('alt="training loss of every run') < page.index("<h3>Metrics</h3>")
+    assert page.index('alt="training curve of every run') < page.index("<h3>Metrics</h3>")
     table = page[page.index("<table"):page.index("</table>")]
     assert table.count("<tr>") == 2 and "val PSNR (dB)" in table
 

@@ -128,7 +128,7 @@ def test_table_matches_the_run_folders(done_sweep):
     out = done_sweep.out
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert list(rows[0]) == ["run", "model.type", "train.epochs", "parameters", "latent_size", "compression",
-                             "final_train_loss", "val_mse", "val_psnr", "val_ssim", "time_s"]
+                             "final_train_loss", "final_train_mse_01", "val_mse", "val_psnr", "val_ssim", "time_s"]
     assert [r["run"] for r in rows] == ["fcn_e1", "fcn_e2", "vae_e1", "vae_e2"]
     for r in rows:
         s = json.loads((out / r["run"] / "summary.json").read_text())
@@ -138,7 +138,8 @@ def test_table_matches_the_run_folders(done_sweep):
         assert int(r["parameters"]) == s["parameters"]
         assert int(r["latent_size"]) == s["latent_size"] == 4
         assert float(r["compression"]) == pytest.approx(16 * 16 * 3 / 4)
-        for col, key in (("final_train_loss", "final_train_loss"), ("val_mse", "mse"), ("val_psnr", "psnr"),
+        for col, key in (("final_train_loss", "final_train_loss"), ("final_train_mse_01", "final_train_mse_01"),
+                         ("val_mse", "mse"), ("val_psnr", "psnr"),
                          ("val_ssim", "ssim"), ("time_s", "wall_time_s")):
             assert float(r[col]) == pytest.approx(s[key], rel=1e-12)
         # the final train loss is the mean of the last epoch's per-iteration losses, batch-weighted
@@ -150,6 +151,8 @@ def test_table_matches_the_run_folders(done_sweep):
         assert sum(weights) == n
         assert s["final_train_loss"] == pytest.approx(np.average([x["loss"] for x in steps], weights=weights),
                                                       rel=1e-6)
+        assert s["final_train_mse_01"] == pytest.approx(np.average([x["mse_01"] for x in steps], weights=weights),
+                                                        rel=1e-6)
     # the independent evaluation of a run gives the table's validation numbers
     run = aelab.load_run(out / "vae_e2")
     assert run.evaluate()["psnr"] == pytest.approx(float(rows[3]["val_psnr"]), rel=1e-5)

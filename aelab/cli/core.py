@@ -41,10 +41,14 @@ def train(
     if as_json:
         print_json({"run": str(run.path), **run.summary})
         return
+    from aelab.logunits import labelled, legend, objective_label
+
     s = run.summary
-    table([{"run": str(run.path), "model": s["family"], "parameters": s["parameters"],
-            "final loss": s["final_train_loss"], "MSE": s["mse"], "PSNR": s["psnr"], "SSIM": s["ssim"],
-            "time (s)": s["wall_time_s"], "img/s": s["images_per_s"]}])
+    rows = {"run": str(run.path), "model": s["family"], "parameters": s["parameters"], **labelled(s),
+            "time (s)": s["wall_time_s"], "img/s": s["images_per_s"]}
+    table([{"quantity": k, "value": v} for k, v in rows.items()], columns=["quantity", "value"])
+    objective = objective_label(run.config.train.loss, run.config.data.range, run.variational)
+    console.print(legend(objective, s.get("evaluated_on", "val")), markup=False, highlight=False)
 
 
 @app.command()
@@ -104,7 +108,8 @@ def evaluate(
         print_json(result)
     else:
         q = result.pop("quality", None)
-        table([result])
+        labels = {"mse": "MSE [0,1]", "psnr": "PSNR (dB)", "ssim": "SSIM", "n": "images"}
+        table([{labels.get(k, k): v for k, v in result.items()}])
         if q:
             from aelab.quality import quality_rows
 
@@ -151,11 +156,13 @@ def demo(
 ) -> None:
     """The main job: train a deep fcn AE and a conv VAE on builtin faces, compare them, draw everything."""
     from aelab.demo import run_demo
+    from aelab.logunits import legend
 
     result = run_demo(out, quick=quick, progress=not as_json)
     if as_json:
         print_json(result)
         return
     table(result["table"], title="aelab demo: deep fcn autoencoder vs conv VAE on builtin:faces")
+    console.print(legend("train.loss on data.range, + β·KL/D for the VAE"), markup=False, highlight=False)
     for line in result["outputs"]:
         console.print(line)

@@ -69,7 +69,7 @@ def sweep(
     if result.rows:
         skip = {"latent_size", "compression", "family", "epochs", "evaluated_on"}
         cols = [c for c in result.rows[0] if c not in skip or (c == "latent_size" and "latent" in result.files)]
-        table([{MD_HEADERS.get(c, c).replace(" (dB)", ""): format_cell(c, r.get(c)) for c in cols}
+        table([{MD_HEADERS.get(c, c): format_cell(c, r.get(c)) for c in cols}
                for r in result.rows], title=f"sweep {s.name}")
     for key, path in result.files.items():
         console.print(f"{key}: {path}")

@@ -136,7 +136,7 @@ def compare_noise(
         print_json(result)
         return
     rows = [{"model": f"{k.upper()}: {result[k]['name']} ({result[k]['family']})", "code": result[k]["code_size"],
-             "MSE": result[k]["mse"], "PSNR": result[k]["psnr"], "SSIM": result[k]["ssim"],
+             "MSE [0,1]": result[k]["mse"], "PSNR (dB)": result[k]["psnr"], "SSIM": result[k]["ssim"],
              "diversity": result[k]["diversity"], "code RMS": result[k]["code_rms"]} for k in ("a", "b")]
     table(rows, title=f"same noise (seed {seed}, {result['mode']}, sigma {sigma:g}): {variants} variants of "
                       f"{len(result['ids'])} images vs the original")

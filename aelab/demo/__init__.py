@@ -21,6 +21,7 @@ from aelab.demo.anomaly import demo_section as anomaly_section
 from aelab.demo.generate import demo_section as generation_section
 from aelab.demo.latent import demo_section as latent_section
 from aelab.demo.report import analyses, report_section
+from aelab.logunits import labelled
 from aelab.run import Run, load_run
 from aelab.runfolder import RUN, TEMP_FILES, FolderKind, make_folder, open_folder
 from aelab.sweep import run_state
@@ -87,8 +88,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, progress: bool 
                 else section.__module__.split(".")[-1])
         seconds[name] = round(time.perf_counter() - t0, 2)
     rows = [{"model": f"{key}: {r.name}", "family": r.model.family, "parameters": r.summary["parameters"],
-             "final loss": r.summary["final_train_loss"], "PSNR": round(r.summary["psnr"], 3),
-             "SSIM": round(r.summary["ssim"], 4), "time (s)": r.summary["wall_time_s"]}
+             **labelled(r.summary), "time (s)": r.summary["wall_time_s"]}
             for key, r in demo.runs.items()]
     return {"out": str(demo.out), "quick": quick, "table": rows, "outputs": outputs, **demo.result,
             "section_seconds": seconds, "wall_time_s": round(time.perf_counter() - started, 1)}

@@ -1,10 +1,9 @@
-"""Figures shared by every command: loss curves and image grids (matplotlib, headless)."""
+"""What every figure shares: headless matplotlib, atomic saving, image grids."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -74,28 +73,3 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, *, row_la
         fig.suptitle(title, fontsize=10)  # constrained layout keeps room for it, however many lines
     return save(fig, path)
 
-
-def loss_curve(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Training loss per iteration (light) with its moving average, and validation MSE per epoch."""
-    steps = np.array([r["step"] for r in records if "loss" in r])
-    loss = np.array([r["loss"] for r in records if "loss" in r])
-    epochs = [r for r in records if "val_mse" in r]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    if len(loss):
-        ax.plot(steps, loss, color="tab:blue", alpha=0.35, lw=0.8, label="train loss (per iteration)")
-        k = max(1, len(loss) // 50)
-        if k > 1:
-            smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], smooth, color="tab:blue", lw=1.6, label=f"train loss ({k}-step mean)")
-    if epochs:
-        ax.plot([r["step"] for r in epochs], [r["val_mse"] for r in epochs], "o-", color="tab:orange", ms=4,
-                label="validation MSE (per epoch, [0,1] pixels)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    if len(loss) and loss.min() > 0 and loss.max() / loss.min() > 20:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or "training loss", fontsize=10)
-    fig.tight_layout()
-    return save(fig, path)

@@ -1,5 +1,5 @@
 """A sweep's figures, drawn from what ``aelab.sweep`` reads out of its runs (``loss_curves``,
-``latent_series``): every run's training loss on one plot, and reconstruction against code size."""
+``latent_series``): every run's training curve on one plot, and reconstruction against code size."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ def _smooth(y: np.ndarray, k: int) -> np.ndarray:
     return np.convolve(y, np.ones(k) / k, mode="valid")
 
 
-def losses_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], path: str | Path, title: str = "") -> Path:
-    """Training loss per iteration of every run, ``(label, steps, loss)`` each, on one plot (a moving
-    average over the faint raw curve).
+def losses_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], path: str | Path, title: str = "",
+                  ylabel: str = "training loss") -> Path:
+    """One training curve per iteration of every run, ``(label, steps, values)`` each, on one plot (a moving
+    average over the faint raw curve); ``ylabel`` says what the values are and in which unit.
 
     Longer runs are drawn first so a shorter run that follows the same path
     (same seed, fewer epochs) stays visible on top."""
@@ -46,7 +47,7 @@ def losses_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], path: str | 
     if lows and min(lows) > 0 and max(highs) / min(lows) > 20:
         ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if lines:  # legend in sweep order, whatever the drawing order
         keys = sorted(lines)

@@ -21,7 +21,9 @@ from aelab.runfolder import CONFIG, METRICS, SUMMARY, WEIGHTS
 CAPTIONS = {
     ("architecture", "architecture"): "the computation top to bottom, parallel branches side by side; each box's "
                                       "output shape per image; the code in red",
-    ("loss", "loss"): "training loss per iteration and validation MSE per epoch",
+    ("loss", "loss"): "top: reconstruction MSE per pixel on [0, 1], training batches per iteration and the "
+                      "validation split per epoch (one scale); below: the training objective (train.loss on "
+                      "data.range, + β·KL/D for a VAE) and a VAE's KL term in nats, each on its own axis",
     ("reconstructions", "reconstructions"): "validation images above their reconstructions",
     ("edits", "edits"): "edits of one image's code, decoded; right: where the image changed",
     ("traversal", "traversal"): "each row sweeps one code element across its range, the others held at the "
@@ -101,8 +103,10 @@ def _figs(run: RunFiles, name: str) -> str:
 
 
 def _epochs(records: list[dict[str, Any]]) -> str:
-    rows = [{"epoch": r.get("epoch"), "train loss": r.get("train_loss"), "val MSE": r.get("val_mse"),
-             "val PSNR (dB)": r.get("val_psnr"), "val SSIM": r.get("val_ssim")}
+    kl = any("train_kl" in r for r in records)
+    rows = [{"epoch": r.get("epoch"), "train loss (objective)": r.get("train_loss"),
+             "train MSE [0,1]": r.get("train_mse_01"), **({"train KL (nats)": r.get("train_kl")} if kl else {}),
+             "val MSE [0,1]": r.get("val_mse"), "val PSNR (dB)": r.get("val_psnr"), "val SSIM": r.get("val_ssim")}
             for r in records if "train_loss" in r]
     return f"<details><summary>Per epoch</summary>{table_html(rows, cls='compact')}</details>" if rows else ""
 
@@ -143,7 +147,10 @@ def run_section(run: RunFiles, report: Any) -> str:
         ("parameters", s.get("parameters")), ("input (C×H×W)", s.get("input_shape")),
         ("code shape", s.get("latent_shape")), ("compression ratio", s.get("compression_ratio")),
         ("epochs / iterations", f"{s.get('epochs')} / {s.get('steps')}"), ("batch size", s.get("batch_size")),
-        ("final train loss (last epoch mean)", s.get("final_train_loss")),
+        ("train loss: the objective, train.loss on data.range (last epoch mean)", s.get("final_train_loss")),
+        ("train MSE, pixels in [0, 1] (last epoch mean)", s.get("final_train_mse_01")),
+        *([("train KL per image, nats (last epoch mean)", s["final_train_kl"])] if s.get("final_train_kl") is not None
+          else []),
         (f"MSE ({where}, pixels in [0, 1])", s.get("mse")), (f"PSNR, dB ({where})", s.get("psnr")),
         (f"SSIM ({where})", s.get("ssim")),
         ("training time, s", s.get("wall_time_s")), ("images / s", s.get("images_per_s")),
@@ -217,12 +224,16 @@ def sweep_section(path: Path, report: Any) -> tuple[str, list[Path]]:
     same = [c for c in (rows[0] if len(rows) > 1 else {}) if c != "run" and len({str(r.get(c)) for r in rows}) == 1]
     shared = "; ".join(f"{sw.MD_HEADERS.get(c, c)} {sw.format_cell(c, rows[0][c])}" for c in same)
     body = (f"<p>{len(rows)} runs in <code>{esc(path)}</code>, varying {esc(varied)}. Validation metrics are "
-            f"computed on images in [0, 1]; the final train loss is the mean over the last epoch."
+            f"computed on images in [0, 1], as is the train MSE; the train loss is each run's objective (train.loss on "
+            f"data.range, + β·KL/D for a VAE), the mean over the last epoch: compare it only between runs of one "
+            f"loss and range."
             + (f" The same in every run: {esc(shared)}." if shared else "") + f"</p>{note}"
             + table_html([{k: v for k, v in r.items() if k not in same} for r in rows], headers=sw.MD_HEADERS,
                          formats=sw.format_cell, cls="compact")
-            + figure(losses if losses.is_file() else None, "training loss of every run (moving average over the "
-                                                           "faint per-iteration values; a dot where each run stopped)")
+            + figure(losses if losses.is_file() else None, "training curve of every run, reconstruction MSE per "
+                                                           "pixel on [0, 1] (the training objective for older runs, "
+                                                           "as its axis says; moving average over the faint "
+                                                           "per-iteration values; a dot where each run stopped)")
             + figure(path / sw.LATENT if (path / sw.LATENT).is_file() else None,
                      "validation PSNR and SSIM against code size; the top axis is the compression ratio")
             + (f'<details><summary>Runs</summary><ul class="runs">{legend}</ul></details>' if legend else ""))
@@ -230,11 +241,11 @@ def sweep_section(path: Path, report: Any) -> tuple[str, list[Path]]:
 
 
 def overview(runs: list[RunFiles]) -> str:
+    from aelab.logunits import labelled
+
     rows = [{"run": r.name, "family": r.family, "parameters": r.summary["parameters"],
-             "code": r.summary["latent_shape"], "epochs": r.summary["epochs"],
-             "final train loss": r.summary["final_train_loss"], "val MSE": r.summary["mse"],
-             "val PSNR (dB)": r.summary["psnr"], "val SSIM": r.summary["ssim"], "time (s)": r.summary["wall_time_s"]}
-            for r in runs]
+             "code": r.summary["latent_shape"], "epochs": r.summary["epochs"], **labelled(r.summary),
+             "time (s)": r.summary["wall_time_s"]} for r in runs]
     return table_html(rows)
 
 

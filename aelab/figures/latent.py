@@ -73,7 +73,6 @@ def edit_figure(result: EditResult, path: str | Path, title: str | None = None) 
     title = title or f"latent edits ({result.code.size}-element code{', sampled' if result.sample else ''})"
     rows = result.edited
     h, w = result.recon.shape[:2]
-    n = len(rows)
     cells, vmax = edit_cells(result)
     scale = max(0.019, 1.25 / w)  # inches per pixel: a cell at least 1.25 in wide, room for its label
     gap = max(6, int(0.18 / scale))
@@ -95,8 +94,9 @@ def edit_figure(result: EditResult, path: str | Path, title: str | None = None) 
         heads = ["original", "reconstruction", textwrap.shorten(f"edited: {e.edit}", 2 * width, placeholder="…"),
                  f"|edited − recon|\nmean {e.mean_abs_change:.3f}, {psnr}"]
         for j, text in enumerate(heads):
-            ax.text(j * (w + gap) + w / 2, y - 3, "\n".join(textwrap.fill(line, width) for line in text.split("\n")), ha="center", va="bottom",
-                    fontsize=6.5, fontweight="bold" if j == 2 else None)
+            text = "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+            ax.text(j * (w + gap) + w / 2, y - 3, text, ha="center", va="bottom", fontsize=6.5,
+                    fontweight="bold" if j == 2 else None)
     ax.text(x_bar + bar_w + 2, head, f"{vmax:.2g}", ha="left", va="top", fontsize=6.5)
     ax.text(x_bar + bar_w + 2, picture.shape[0], "0", ha="left", va="bottom", fontsize=6.5)
     ax.text(x_bar + bar_w + 2, head + span / 2, "|change|,\none scale\nfor all rows", ha="left", va="center",

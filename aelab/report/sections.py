@@ -27,7 +27,9 @@ CAPTIONS = {
     ("traversal", "traversal"): "each row sweeps one code element across its range, the others held at the "
                                 "image's code",
     ("interpolation", "interpolation"): "decoded codes on the straight line between two images' codes",
-    ("noise", "noise"): "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B)",
+    ("noise", "noise"): "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B), beside "
+                        "each model's un-noised reconstruction; the title gives σ in units of each model's code "
+                        "spread",
     ("anomaly", "roc"): "ROC curve",
     ("anomaly", "score_hist"): "scores of normal and anomalous images",
     ("anomaly", "worst"): "the highest-scoring images: input, reconstruction, error heat map",

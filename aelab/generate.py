@@ -244,6 +244,8 @@ class Augmented:
     """What ``source_ids`` count from: 0 (rows of the source) or 1."""
     source_format: SourceFormat = field(default_factory=SourceFormat)
     """How the source stored its images: what ``save`` writes by default."""
+    recons: np.ndarray | None = field(default=None, repr=False)
+    """uint8 N×H×W×C, the un-noised reconstructions, when asked for (``compare_noise``); not saved."""
 
     def output(self, layout: str | None = None, dtype: str | None = None,
                order: Order = "image") -> tuple[np.ndarray, np.ndarray, SourceFormat]:
@@ -392,8 +394,15 @@ def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, s
                   mode: Mode = "fixed", id_base: int = 0) -> NoiseComparison:
     """``augment`` both runs with one noise draw of max(k_a, k_b) elements per variant.
 
+    Per run the numbers also hold the un-noised reconstructions' PSNR/SSIM (``recon_psnr``, ``recon_ssim``;
+    the images in each ``Augmented.recons``) and the code's spread: ``code_std``, the RMS over elements of
+    each element's std over the training codes, and ``sigma_in_code_std`` = sigma / code_std, since one
+    sigma is a small nudge to a code spread ~8 and a large one to a code spread ~1.5.
+
     ``mode`` posterior applies to the variational runs; a plain autoencoder always gets code + sigma·eps.
     ``id_base``: what the reported ids count from (``images`` is already chosen)."""
+    from aelab.run import reconstructions
+
     run_b.check_images(images, "images for run B")
     ids = images.ids
     k = max(run_a.latent_size, run_b.latent_size)
@@ -412,7 +421,13 @@ def compare_noise(run_a: Run, run_b: Run, images: ImageSet, variants: int = 5, s
     }
     for key, run, aug in (("a", run_a, augs[0]), ("b", run_b, augs[1])):
         codes = run.encode(images).reshape(len(images), -1)
+        rec = reconstructions(run, images)
+        aug.recons = rec.reconstructions
+        spread = float(np.sqrt(np.mean(code_stats(run).std_.astype(np.float64) ** 2)))
         result[key] = {"run": str(run.path), "name": run.name, "family": run.model.family,
                        "code_size": run.latent_size, "mode": aug.mode,
-                       "code_rms": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))), **variant_stats(aug)}
+                       "code_rms": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))),
+                       "code_std": spread, "sigma_in_code_std": float(sigma) / spread if spread > 0 else None,
+                       "recon_psnr": float(rec.psnr.mean()), "recon_ssim": float(rec.ssim.mean()),
+                       **variant_stats(aug)}
     return NoiseComparison(augs[0], augs[1], result)

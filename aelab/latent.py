@@ -100,7 +100,8 @@ class TraversalResult:
     ranked: bool
     """The rows are the elements with the largest Δ (not chosen by hand)."""
     factors: list[dict[str, Any]] | None = None
-    """Per row, the generating factor the element tracks most (``factor``, Pearson ``r``), when asked."""
+    """Per row, the generating factor the element tracks most (``factor``, Pearson ``r``) and the two it tracks
+    most (``strongest``: factor and r each), when asked."""
 
     def to_dict(self) -> dict[str, Any]:
         flat = self.code.reshape(-1)
@@ -421,7 +422,8 @@ def traverse(run: Run, image: np.ndarray | ImageSet, dims: Any = None, top: int 
     table = None
     if factors:
         full = factor_table(run, data)
-        table = [{k: full[e][k] for k in ("element", "factor", "r")} for e in chosen]
+        table = [{**{k: full[e][k] for k in ("element", "factor", "r")}, "strongest": strongest(full[e]["all"])}
+                 for e in chosen]
     return TraversalResult(
         original=_seen(run, img), recon=recon, code=code, dims=chosen, images=grid, values=values, low=lo[d],
         high=hi[d], effect=effects[d], position=position,
@@ -450,6 +452,12 @@ def factor_table(run: Run, data: str | ImageSet | None = None) -> list[dict[str,
                        "all": {n: float(v) for n, v in zip(names, r[i], strict=True)}}
                       for i, b in enumerate(best)]
     return cache[key]
+
+
+def strongest(r: dict[str, float], n: int = 2) -> list[dict[str, Any]]:
+    """The ``n`` factors with the largest |r| (ties: first named), each with its r."""
+    order = sorted(r, key=lambda k: -abs(r[k]))
+    return [{"factor": k, "r": r[k]} for k in order[:n]]
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

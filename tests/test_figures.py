@@ -53,3 +53,91 @@ def test_sweep_figures_from_curves_and_rows(tmp_path):
     rows = [{"latent_size": z, "compression": 768 / z, "val_psnr": 10 + z / 8, "val_ssim": z / 1000}
             for z in (2, 8, 32)]
     assert latent_figure({"fcn, vector code": rows}, tmp_path / "z.png").read_bytes()[:8] == PNG
+
+
+def _capture(monkeypatch):
+    """Keep the figure a drawing function saves (``save`` closes it) so a test can look inside."""
+    import aelab.figures.base as base
+    import aelab.figures.latent as latent
+
+    kept = []
+    real = base.save
+
+    def keep(fig, path, dpi=120):
+        fig.canvas.draw()
+        fig.renderer = fig.canvas.get_renderer()  # kept: closing the figure swaps its canvas
+        kept.append(fig)
+        return real(fig, path, dpi)
+
+    monkeypatch.setattr(base, "save", keep)
+    monkeypatch.setattr(latent, "save", keep)  # imported by name there
+    return kept
+
+
+def _edit_result(h, w, changes):
+    from aelab.latent import EditedCode, EditResult
+
+    img = np.full((h, w, 3), 128, np.uint8)
+    edits = tuple(EditedCode(f"{i}+=1.5", [i], np.zeros(4, np.float32), img, c, 20.0, np.full((h, w), c, np.float32))
+                  for i, c in enumerate(changes))
+    return EditResult(img, np.zeros(4, np.float32), img, edits)
+
+
+def test_edit_maps_share_one_colour_scale():
+    from aelab.figures.latent import _colour_map, diff_scale, edit_cells
+
+    result = _edit_result(6, 6, [0.05, 0.2, 0.1])
+    cells, vmax = edit_cells(result)
+    assert vmax == diff_scale(result) == np.float32(0.2)
+    # a map's colour says how large its change is, whatever row it is in: 0.05 is a quarter of the scale
+    np.testing.assert_array_equal(cells[0, 3], _colour_map(np.full((6, 6), 0.05), 0.2))
+    np.testing.assert_array_equal(cells[1, 3], _colour_map(np.full((6, 6), 1.0), 1.0))
+    assert len({cells[i, 3, 0, 0].tobytes() for i in range(3)}) == 3
+
+
+def test_edit_figure_labels_do_not_overlap_on_small_images(tmp_path, monkeypatch):
+    from aelab.figures.latent import edit_figure
+
+    kept = _capture(monkeypatch)
+    result = _edit_result(16, 16, [0.05, 0.2])
+    edit_figure(result, tmp_path / "e.png", "title")
+    (ax,) = kept[0].axes
+    renderer = kept[0].renderer
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 2 * 4 + 3
+    overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert overlapping == []
+
+
+def test_traversal_values_share_their_decimals_and_rows_name_two_factors():
+    from aelab.figures.latent import factor_label, value_texts
+
+    texts = value_texts(np.array([[-1.959964, -0.98, 0.0, 0.98, 1.959964], [-12.0, -6.0, 0.0, 6.0, 12.0]]))
+    assert list(texts[0]) == ["-1.96", "-0.98", "0.00", "0.98", "1.96"]
+    assert {len(t.split(".")[1]) for t in texts.ravel()} == {2}  # the whole figure: one step size decides
+    assert list(value_texts(np.array([[0.0, 50.0, 100.0]]))[0]) == ["0", "50", "100"]
+    row = {"element": 3, "factor": "background_tone", "r": -0.75,
+           "strongest": [{"factor": "background_tone", "r": -0.75}, {"factor": "hair_colour", "r": 0.61}]}
+    assert factor_label(row) == "background_tone (r=-0.75)\nhair_colour (r=+0.61)"
+    assert factor_label({"factor": "hair_colour", "r": 0.5}) == "hair_colour (r=+0.50)"  # older records: one
+
+
+def test_latent_sweep_figure_has_the_compression_axis_and_shading(tmp_path, monkeypatch):
+    from matplotlib.axes._secondary_axes import SecondaryAxis
+
+    from aelab.figures.sweep import input_size, latent_figure
+
+    # HW2: 3×50×50 images (7,500 elements), a 256-element code and a 64×48×48 spatial one; the summary's ratio
+    # is rounded to 3 decimals (7500 / 147456 -> 0.051, whose product with the code size is 7,520)
+    rows = [{"latent_size": z, "compression": round(7500 / z, 3), "val_psnr": p, "val_ssim": s}
+            for z, p, s in ((256, 22.0, 0.7), (4096, 27.0, 0.85), (147456, 35.0, 0.97))]
+    assert input_size(rows) == 7500
+    assert input_size([*rows, {"latent_size": 10, "compression": 1000.0}]) is None  # another input size
+    kept = _capture(monkeypatch)
+    latent_figure({"conv": rows}, tmp_path / "z.png")
+    axes = kept[0].axes
+    tops = [c for ax in axes for c in ax.get_children() if isinstance(c, SecondaryAxis)]
+    assert len(tops) == 2 and "compression ratio" in tops[0].get_xlabel()
+    assert [t.get_text() for t in tops[0].get_xticklabels()] == ["29.3×", "1.83×", "0.0509×"]
+    texts = [t.get_text() for ax in axes for t in ax.texts]
+    assert texts.count("code larger than the image") == 2

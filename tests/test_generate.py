@@ -241,6 +241,17 @@ def test_compare_noise_uses_identical_noise(ae: aelab.Run, vae: aelab.Run, tmp_p
     assert res["a"]["diversity"] == pytest.approx(np.mean(pairs), rel=1e-5)
     mse = ((x - aug_a.originals.astype(np.float64).reshape(3, 1, -1) / 255) ** 2).mean()
     assert res["a"]["mse"] == pytest.approx(mse, rel=1e-4)
+    # the un-noised reconstructions and their PSNR, and sigma in units of each model's code spread
+    for run, aug, key in ((ae, aug_a, "a"), (vae, aug_b, "b")):
+        np.testing.assert_array_equal(aug.recons, run.reconstruct(images))
+        x = aug.recons.astype(np.float64).reshape(3, -1) / 255
+        ref = aug.originals.astype(np.float64).reshape(3, -1) / 255
+        psnr = np.mean(-10 * np.log10(((x - ref) ** 2).mean(1)))  # from the uint8 images: to rounding
+        assert res[key]["recon_psnr"] == pytest.approx(psnr, rel=1e-3)
+        codes = run.encode(run.splits.train).reshape(len(run.splits.train), -1).astype(np.float64)
+        spread = np.sqrt(np.mean(codes.var(0, ddof=1)))
+        assert res[key]["code_std"] == pytest.approx(spread, rel=1e-3)
+        assert res[key]["sigma_in_code_std"] == pytest.approx(0.5 / spread, rel=1e-3)
     path = same_noise_figure(aug_a, aug_b, res, tmp_path / "cmp.png")  # drawn from the results alone
     assert path.stat().st_size > 5000
 

@@ -505,7 +505,8 @@ def test_bad_input_is_one_line_and_status_2(fcn, tmp_path, args, match):
 
 def test_demo_section_writes_figures_and_strict_json(fcn, vae, tmp_path):
     from aelab.demo import Demo
-    from aelab.demo.latent import demo_section
+    from aelab.demo.latent import SPREAD, demo_section
+    from aelab.latent import code_stats
 
     demo = Demo(tmp_path, quick=True, progress=False, runs={"ae": fcn, "vae": vae})
     lines = demo_section(demo)
@@ -518,8 +519,27 @@ def test_demo_section_writes_figures_and_strict_json(fcn, vae, tmp_path):
             raise AssertionError(f"{name} in latent.json")
 
         saved = json.loads((run.path / "latent.json").read_text(), parse_constant=no_constants)
-        assert len(saved["edit"]["edits"]) == 4 and saved["traversal"]["factors"]
+        assert 2 <= len(saved["edit"]["edits"]) <= 4 and saved["traversal"]["factors"]
+        std = code_stats(run)["std"]
+        for e in saved["edit"]["edits"]:  # no edit of an element that hardly varies (a blank row)
+            assert all(std[i] >= SPREAD * std.max() for i in e["elements"]), (e, std)
+            assert e["mean_abs_change"] > 0
+        assert all(len(f["strongest"]) == 2 for f in saved["traversal"]["factors"])
     assert demo.result["latent"]["vae"]["traversal"][0]["low"] == pytest.approx(-1.959964, abs=1e-5)
+
+
+def test_demo_edits_choose_elements_that_vary():
+    from aelab.demo.latent import choose_edits
+
+    std = np.array([0.01, 3.0, 2.0, 0.5, 1.0, 0.02])
+    code = np.array([0.0, 1.0, 6.0, 4.0, -0.5, 0.001])
+    edits = choose_edits(code, std, top=[0, 5, 3, 4, 1])
+    # element 2 is 3 of its stds from 0 (doubled), 1 has the widest spread, then the live ones of top by effect
+    assert edits == ["2*=2", "1+=6", "4+=2"]
+    # 0 and 5 hardly vary; 3 varies, but under SPREAD of the widest: none of them is edited
+    assert not {int(e.split("=")[0].rstrip("+-*")) for e in edits} & {0, 3, 5}
+    # a code near every element's mean: no doubling (it would move nothing), shifts only
+    assert choose_edits(np.zeros(6), std, [4, 2]) == ["1+=6", "4+=2", "2-=4"]
 
 
 def test_slerp_follows_the_great_circle_and_linear_the_chord():

@@ -376,13 +376,40 @@ def test_report_renders_in_chromium(built, width):
 @pytest.mark.browser
 @needs_browser
 def test_report_prints_to_pdf(built, tmp_path):
+    from pypdf import PdfReader
+
     from aelab.report.browser import render_pdf
 
     _, out = built
     pdf = render_pdf(out, tmp_path / "report.pdf")
     data = pdf.read_bytes()
     assert data[:5] == b"%PDF-" and len(data) > 50_000
-    assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 3
+    pages = [p.extract_text() for p in PdfReader(pdf).pages]
+    # page 1 is the contents, the comparison and the discussion (no break after the short contents list);
+    # each of the two runs starts a page of its own
+    assert "Contents" in pages[0] and "Runs compared" in pages[0] and "Variants against" in pages[0]
+    assert "Metrics" not in pages[0] and "model family" not in pages[0]  # the runs: from page 2
+    starts = [i for i, text in enumerate(pages[1:], 1) if re.search(r"^Run: (ae|vae)$", text, re.M)]
+    assert len(starts) == 2 and starts[0] == 1
+    assert 4 <= len(pages) <= 16
+    # the footer numbers every page
+    assert all(f"page {i + 1} of {len(pages)}" in text for i, text in enumerate(pages))
+    # a heading is never the last thing on a page
+    for text in pages[:-1]:
+        body = [line for line in text.splitlines() if line.strip() and not line.startswith("page ")]
+        assert body[-1] not in {"Architecture", "Loss", "Reconstructions", "Latent edits and traversal",
+                                "Generated samples", "Model card", "Metrics"}, text
+
+
+def test_print_rules_keep_headings_tables_and_figures_whole():
+    css = (Path(aelab.__file__).parent / "report" / "report.css").read_text()
+    printing = css[css.index("@media print"):]
+    assert not re.search(r"nav\.toc\s*\{[^}]*break-after:\s*page", css)  # page 1 is not left 85% blank
+    assert re.search(r"h1, h2, h3, h4 \{[^}]*break-after: avoid", printing)
+    assert re.search(r"table, \.scroll, figure, \.card, pre, tr \{[^}]*break-inside: avoid", printing)
+    assert re.search(r"section\.run\.level2[^{]*\{[^}]*break-before: page", printing)
+    # nothing that ends a figure or a part may ask to stay with the next one: that moves the break after a heading
+    assert not re.search(r"figcaption[^{]*\{[^}]*break-after: avoid", printing)
 
 
 def test_demo_report_records_its_figures_and_completes_the_rest(pair, tmp_path):
@@ -406,3 +433,43 @@ def test_demo_report_records_its_figures_and_completes_the_rest(pair, tmp_path):
     assert manifest.entry(vae.path, "samples")["params"] == {"by": "aelab demo"}  # the section's figure, adopted
     assert manifest.entry(vae.path, "noise")["params"]["partner"] == str(tmp_path / "ae")
     assert "aelab demo: ae (fcn) vs vae (vae) on builtin:faces" in (tmp_path / "report.html").read_text()
+
+
+def test_table_columns_share_their_decimals():
+    from aelab.report.html import column_decimals, table_html
+
+    rows = [{"run": "a", "mse": 0.01319, "psnr": 19.22, "n": 3}, {"run": "b", "mse": 0.004593, "psnr": 24.5, "n": 12},
+            {"run": "c", "mse": None, "psnr": 20.0, "n": 1}]
+    assert column_decimals([r["mse"] for r in rows]) == 6 and column_decimals([r["psnr"] for r in rows]) == 2
+    assert column_decimals([1, 2]) is None and column_decimals(["x", 0.5]) is None
+    html = table_html(rows)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', html)
+    assert cells == ["0.013190", "19.22", "3", "0.004593", "24.50", "12", "–", "20.00", "1"]
+
+
+def _files(tmp_path, name, model, psnr, **train):
+    from aelab.config import config_from_dict
+    from aelab.report.sections import RunFiles
+
+    cfg = config_from_dict({"name": name, "data": {"source": "builtin:faces?n=100"}, "model": model,
+                            "train": {"epochs": 3, **train}})
+    latent = model.get("latent_dim", 10)
+    summary = {"family": model["type"], "psnr": psnr, "ssim": 0.6, "parameters": 1000, "latent_size": latent}
+    return RunFiles(tmp_path / name, cfg, summary)
+
+
+def test_discussion_compares_like_with_like_or_says_what_differs(tmp_path):
+    from aelab.report.sections import discussion
+
+    fcn = _files(tmp_path, "deep-fcn", {"type": "fcn", "hidden": [64], "latent_dim": 10}, 19.22)
+    vae = _files(tmp_path, "conv-vae", {"type": "vae", "backbone": "conv", "channels": [8], "latent_dim": 32},
+                 20.65, batch_size=32)
+    text = re.sub(r"<[^>]+>", "", discussion([fcn, vae]))
+    assert "measured on conv-vae against deep-fcn: PSNR 20.65 dB vs 19.22 (+1.43)" in text
+    assert ("Not like for like: conv-vae also differs from deep-fcn in backbone (conv vs fcn), code size (32 vs 10 "
+            "elements), batch size (32 vs 128)") in text
+    # with a plain conv AE of the same code size, the VAE is measured against that one
+    conv = _files(tmp_path, "conv-ae", {"type": "conv", "channels": [8], "latent_dim": 32}, 21.0, batch_size=32)
+    text = re.sub(r"<[^>]+>", "", discussion([fcn, vae, conv]))
+    assert "measured on conv-vae against conv-ae: PSNR 20.65 dB vs 21.00 (-0.35)" in text
+    assert "Like for like in backbone and code size." in text

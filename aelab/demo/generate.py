@@ -32,8 +32,11 @@ def demo_section(demo: Any) -> list[str]:
     aug_a, aug_b, c = compare_noise(ae, vae, select(ae, ids, id_base=base), 5, 0.5, 0, id_base=base)
     c = {"figure": str(same_noise_figure(aug_a, aug_b, c, vae.figures / "same_noise.png")), **c}
     numbers["same_noise"] = c
-    lines.append(f"same noise, AE vs VAE: {c['figure']}  (PSNR of variants {c['a']['psnr']:.2f} vs "
-                 f"{c['b']['psnr']:.2f} dB, diversity {c['a']['diversity']:.4f} vs {c['b']['diversity']:.4f})")
+    a, b = c["a"], c["b"]
+    lines.append(f"same noise, AE vs VAE: {c['figure']}  (σ 0.5 = {a['sigma_in_code_std']:.2f} vs "
+                 f"{b['sigma_in_code_std']:.2f} code std; PSNR of reconstructions {a['recon_psnr']:.2f} vs "
+                 f"{b['recon_psnr']:.2f} dB, of variants {a['psnr']:.2f} vs {b['psnr']:.2f} dB, diversity "
+                 f"{a['diversity']:.4f} vs {b['diversity']:.4f})")
     aug = augment(vae, ids, 5, 0.5, 0, id_base=base)
     path = aug.save(demo.out / "aug.npz")[0]
     numbers["augment"] = {"file": str(path), "images": list(aug.images.shape), "ids": ids, "id_base": base,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from aelab import latent
 from aelab.figures.latent import edit_figure, interpolation_figure, traversal_figure
 from aelab.io import json_safe, write_json
@@ -16,21 +18,47 @@ if TYPE_CHECKING:
     from aelab.demo import Demo
 
 
+SPREAD = 0.25
+"""An element is edited only when its std over the data is at least this fraction of the largest element's:
+an edit of a near-constant element decodes to the reconstruction itself (a blank row in the figure)."""
+
+
+def choose_edits(code: np.ndarray, std: np.ndarray, top: list[int]) -> list[str]:
+    """Edits that visibly change the face, all on elements with a large spread (``SPREAD``): the one whose
+    value is largest in its own std doubled (``i*=2``, the assignment's kind of edit), the widest-spread one
+    moved by +2 std, and the two of ``top`` (largest measured effect first) moved by +2 and −2 std."""
+    z, sd = np.asarray(code, np.float64).reshape(-1), np.asarray(std, np.float64).reshape(-1)
+    live = sd >= SPREAD * sd.max()
+    used: list[int] = []
+    out: list[str] = []
+    ratio = np.where(live, np.abs(z) / np.maximum(sd, 1e-12), -1.0)
+    scaled = int(ratio.argmax())
+    if np.abs(z[scaled]) >= sd[scaled]:  # doubling moves it by at least one std
+        out.append(f"{scaled}*=2")
+        used.append(scaled)
+    widest = int(np.where(np.isin(np.arange(z.size), used), -1.0, sd).argmax())
+    out.append(f"{widest}+={2 * sd[widest]:.2g}")
+    used.append(widest)
+    for e, sign in zip((e for e in top if live[e] and e not in used), "+-", strict=False):
+        out.append(f"{e}{sign}={2 * sd[e]:.2g}")
+    return out
+
+
 def demo_section(demo: Demo) -> list[str]:
-    """``aelab demo``: per model an edit figure (the assignment's two edits and two measured ones on
-    one face), a traversal grid with the factor each element tracks, and an interpolation."""
+    """``aelab demo``: per model an edit figure (edits of one face on elements that vary over the data,
+    ``choose_edits``), a traversal grid with the two factors each element tracks, and an interpolation."""
     lines: list[str] = []
     numbers: dict[str, Any] = {}
     for key, run in demo.runs.items():
         pool = run.splits.full
         face = pool.by_ids([0])
         stats = latent.code_stats(run)
-        top = latent.top_elements(run, run.encode(face)[0], 2)
-        edits = ["0*=2", "2+=5", f"{top[0]}+={2 * stats['std'][top[0]]:.2g}",
-                 f"{top[1]}-={2 * stats['std'][top[1]]:.2g}"]
+        code = run.encode(face)[0]
+        edits = choose_edits(code, stats["std"], latent.top_elements(run, code, 4))
         edited = latent.edit(run, face, edits)
         e_fig = edit_figure(edited, run.figures / "latent_edits.png",
-                            f"{run.name}: latent edits of face id 0 ({run.latent_size}-element code)")
+                            f"{run.name}: latent edits of face id 0 ({run.latent_size}-element code; "
+                            f"elements that vary over the data)")
         kind = "prior" if run.variational else "data"
         swept = latent.traverse(run, face, top=6 if demo.quick else 8, range=kind, factors=bool(pool.factors))
         t_fig = traversal_figure(swept, run.figures / "latent_traversal.png",
@@ -47,7 +75,9 @@ def demo_section(demo: Demo) -> list[str]:
         write_json(run.path / "latent.json", json_safe({"edit": e, "traversal": t, "interpolation": i}))
         changes = ", ".join(f"{x['edit']} {x['mean_abs_change']:.3f}" for x in e["edits"])
         lines.append(f"latent edits ({key}): {e['figure']}  (mean |change| per edit: {changes})")
-        tracked = "; ".join(f"z[{f['element']}] ~ {f['factor']} (r={f['r']:+.2f})" for f in t.get("factors", [])[:3])
+        tracked = "; ".join(f"z[{f['element']}] ~ " + ", ".join(f"{g['factor']} (r={g['r']:+.2f})"
+                                                              for g in f.get("strongest", [f]))
+                            for f in t.get("factors", [])[:3])
         lines.append(f"latent traversal ({key}): {t['figure']}" + (f"  ({tracked})" if tracked else ""))
         lines.append(f"latent interpolation ({key}): {i['figure']}")
     demo.result["latent"] = numbers

@@ -48,25 +48,50 @@ def augment_figure(aug: Augmented, path: str | Path, title: str = "", max_rows: 
     return Path(path)
 
 
+def _spread_text(model: dict[str, Any], sigma: float, mode: str, name: str) -> str:
+    """How big the noise is for this model: σ, and σ in units of the model's own code spread."""
+    if mode == "posterior":
+        return f"{name}: posterior mean + std·ε (its own spread)"
+    rel = model.get("sigma_in_code_std")
+    spread = f" = {rel:.2f} × its code std {model['code_std']:.2f}" if rel is not None else ""
+    return f"{name}: code + σ·ε, σ = {sigma:g}{spread}"
+
+
+def _scores(model: dict[str, Any], name: str) -> str:
+    recon = f"reconstruction {model['recon_psnr']:.2f} dB; " if "recon_psnr" in model else ""
+    return (f"{name}: {recon}variants {model['psnr']:.2f} dB, diversity {model['diversity']:.4f}")
+
+
 def same_noise_figure(aug_a: Augmented, aug_b: Augmented, numbers: dict[str, Any], path: str | Path,
                       max_rows: int = 24) -> Path:
-    """One row per image: the original, A's variants, B's variants (``compare_noise``'s three results)."""
+    """One row per image: the original, then per model its un-noised reconstruction (when ``compare_noise``
+    kept it) and its variants. The title gives each model's σ in units of its own code spread, and the PSNR
+    of reconstructions and variants against the original with the variants' diversity (mean |pixel
+    difference| between two variants of one image, [0, 1] pixels)."""
     a, b = numbers["a"], numbers["b"]
     n, v = len(aug_a.originals), aug_a.variants
     shown = min(n, max_rows)
-    rows = [[aug_a.originals[i], *aug_a.images[i * v:(i + 1) * v], *aug_b.images[i * v:(i + 1) * v]]
-            for i in range(shown)]
-    ka, kb, seed = a["code_size"], b["code_size"], numbers["seed"]
-    how = {"fixed": f"code + σ·ε, σ = {numbers['sigma']:g}", "posterior": "VAE: posterior mean + std·ε"}
+    recon = aug_a.recons is not None and aug_b.recons is not None
+
+    def side(aug: Augmented, i: int) -> list[Any]:
+        return ([aug.recons[i]] if recon else []) + list(aug.images[i * v:(i + 1) * v])
+
+    rows = [[aug_a.originals[i], *side(aug_a, i), *side(aug_b, i)] for i in range(shown)]
+    ka, kb, seed, sigma = a["code_size"], b["code_size"], numbers["seed"], numbers["sigma"]
     title = (f"Same noise ε (seed {seed}) through A = {a['name']} ({a['family']}, {ka}-element code) and "
              f"B = {b['name']} ({b['family']}, {kb}-element code)\n"
-             f"A: {how[aug_a.mode]};  B: {how[aug_b.mode]};  ε drawn per element from one stream per image: "
-             f"A uses its first {ka} elements, B its first {kb}, the first {min(ka, kb)} are shared"
+             f"{_spread_text(a, sigma, aug_a.mode, 'A')};  {_spread_text(b, sigma, aug_b.mode, 'B')}\n"
+             f"PSNR against the original: {_scores(a, 'A')};  {_scores(b, 'B')} "
+             f"(diversity: mean |pixel difference| between two variants of an image, [0, 1] pixels)\n"
+             f"ε drawn per element from one stream per image: A uses its first {ka} elements, B its first {kb}, "
+             f"the first {min(ka, kb)} are shared"
              + (f"\n(first {shown} of {n} images shown; the numbers cover all)" if shown < n else ""))
-    width = max(60, (1 + 2 * v) * 14)  # characters that fit above the grid
+    cols = 1 + 2 * (v + recon)
+    width = max(60, cols * 14)  # characters that fit above the grid
     title = "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
     ids = aug_a.source_ids[::v]
-    image_grid(rows, path, row_labels=[f"id {i}" for i in ids[:shown]],
-               col_labels=["original", *(f"A{j + 1}" for j in range(v)), *(f"B{j + 1}" for j in range(v))],
+    heads = [*(["A: no noise"] if recon else []), *(f"A{j + 1}" for j in range(v)),
+             *(["B: no noise"] if recon else []), *(f"B{j + 1}" for j in range(v))]
+    image_grid(rows, path, row_labels=[f"id {i}" for i in ids[:shown]], col_labels=["original", *heads],
                title=title, cell=1.0)
     return Path(path)

@@ -8,6 +8,7 @@ on top (one ``imshow``, not an axis per cell), so an edit figure takes a fractio
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,60 +42,92 @@ def _colour_map(values: np.ndarray, vmax: float, cmap: str = "magma") -> np.ndar
     return (matplotlib.colormaps[cmap](np.clip(values / vmax, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
 
 
-def edit_figure(result: EditResult, path: str | Path, title: str | None = None) -> Path:
-    """The edit figure: per edit a row of original, reconstruction, edited, and the colour-mapped
-    absolute difference (mean over channels, [0, 1] pixels) with its own colour scale.
+def diff_scale(result: EditResult) -> float:
+    """The one colour scale (0..vmax, [0, 1] pixels) every difference map of an edit figure shares, so a
+    brighter map is a larger change, whatever row it is in."""
+    return max([float(e.diff.max()) for e in result.edited] + [1e-6])
 
-    Drawn as one picture with text on top (one imshow, not 32 axes), so it takes a fraction of a
-    second: the edit is meant to be interactive."""
-    title = title or f"latent edits ({result.code.size}-element code{', sampled' if result.sample else ''})"
+
+def edit_cells(result: EditResult) -> tuple[np.ndarray, float]:
+    """Per edit the four cells (original, reconstruction, edited, colour-mapped |difference|) as uint8
+    rows × 4 × H×W×3, and the shared scale ``diff_scale`` the difference maps were drawn on."""
     rows = result.edited
     h, w = result.recon.shape[:2]
-    n = len(rows)
-    bar_w, gap, head = max(3, w // 10), max(6, w // 5), max(24, (h * 3) // 8)
-    cells = np.empty((n, 4, h, w, 3), np.uint8)
+    cells = np.empty((len(rows), 4, h, w, 3), np.uint8)
     three = (lambda im: np.repeat(im, 3, axis=-1)) if result.recon.shape[-1] == 1 else (lambda im: im)
     cells[:, 0] = three(result.original)
     cells[:, 1] = three(result.recon)
-    vmax = [max(float(e.diff.max()), 1e-6) for e in rows]
+    vmax = diff_scale(result)
     for i, e in enumerate(rows):
         cells[i, 2] = three(e.image)
-        cells[i, 3] = _colour_map(e.diff, vmax[i])
+        cells[i, 3] = _colour_map(e.diff, vmax)
+    return cells, vmax
+
+
+def edit_figure(result: EditResult, path: str | Path, title: str | None = None) -> Path:
+    """The edit figure: per edit a row of original, reconstruction, edited, and the colour-mapped
+    absolute difference (mean over channels, [0, 1] pixels), all maps on one colour scale with one bar.
+
+    Drawn as one picture with text on top (one imshow, not 32 axes), so it takes a fraction of a
+    second: the edit is meant to be interactive. Small images are drawn larger so the labels fit."""
+    title = title or f"latent edits ({result.code.size}-element code{', sampled' if result.sample else ''})"
+    rows = result.edited
+    h, w = result.recon.shape[:2]
+    cells, vmax = edit_cells(result)
+    scale = max(0.019, 1.25 / w)  # inches per pixel: a cell at least 1.25 in wide, room for its label
+    gap = max(6, int(0.18 / scale))
+    head = max(int(0.42 / scale), (h * 3) // 8)  # room for two lines of labels above each row
+    bar_w = max(3, int(0.12 / scale))
     picture = _mosaic(cells, gap, head)
     x_bar = picture.shape[1] + max(2, gap // 3)
     picture = np.pad(picture, ((head, 0), (0, x_bar + bar_w - picture.shape[1]), (0, 0)), constant_values=255)
-    ramp = _colour_map(np.linspace(1.0, 0.0, h)[:, None].repeat(bar_w, 1), 1.0)
-    for i in range(n):
-        y = head + i * (h + head)
-        picture[y:y + h, x_bar:x_bar + bar_w] = ramp
-    scale = 0.019  # inches per pixel: a 64-pixel image is 1.2 in wide
-    fig = plt.figure(figsize=(picture.shape[1] * scale + 0.5, picture.shape[0] * scale + 0.35))
+    span = picture.shape[0] - head  # one bar beside every row of maps: the shared scale
+    picture[head:, x_bar:x_bar + bar_w] = _colour_map(np.linspace(1.0, 0.0, span)[:, None].repeat(bar_w, 1), 1.0)
+    fig = plt.figure(figsize=(picture.shape[1] * scale + 0.9, picture.shape[0] * scale + 0.35))
     ax = fig.add_axes([0, 0, 1, 1])
     ax.imshow(picture, interpolation="nearest")
     ax.set_axis_off()
+    width = max(16, int(w * scale * 20))  # characters that fit above a cell at this font size
     for i, e in enumerate(rows):
         y = head + i * (h + head)
         psnr = "∞" if not math.isfinite(e.psnr) else f"{e.psnr:.1f} dB"
-        heads = ["original", "reconstruction", f"edited: {e.edit}",
-                 f"|{e.edit} − recon|\nmean {e.mean_abs_change:.3f}, {psnr}"]
+        heads = ["original", "reconstruction", textwrap.shorten(f"edited: {e.edit}", 2 * width, placeholder="…"),
+                 f"|edited − recon|\nmean {e.mean_abs_change:.3f}, {psnr}"]
         for j, text in enumerate(heads):
+            text = "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
             ax.text(j * (w + gap) + w / 2, y - 3, text, ha="center", va="bottom", fontsize=6.5,
                     fontweight="bold" if j == 2 else None)
-        ax.text(x_bar + bar_w + 2, y, f"{vmax[i]:.2g}", ha="left", va="top", fontsize=6)
-        ax.text(x_bar + bar_w + 2, y + h, "0", ha="left", va="bottom", fontsize=6)
+    ax.text(x_bar + bar_w + 2, head, f"{vmax:.2g}", ha="left", va="top", fontsize=6.5)
+    ax.text(x_bar + bar_w + 2, picture.shape[0], "0", ha="left", va="bottom", fontsize=6.5)
+    ax.text(x_bar + bar_w + 2, head + span / 2, "|change|,\none scale\nfor all rows", ha="left", va="center",
+            fontsize=6.5)
     fig.suptitle(title, fontsize=9, y=1.0, va="bottom")
     return save(fig, path, dpi=100)
 
 
-def _value_text(v: float) -> str:
-    return f"{v:.2g}" if abs(v) < 10 else f"{v:.0f}"
+def value_texts(values: np.ndarray) -> np.ndarray:
+    """The traversal's values as labels, all with the same number of decimals: enough to tell two
+    neighbouring steps apart (two significant digits of the smallest step), at most three."""
+    values = np.asarray(values, np.float64)
+    steps = np.abs(np.diff(values, axis=-1))
+    step = float(steps[steps > 0].min()) if (steps > 0).any() else 1.0
+    decimals = int(np.clip(1 - math.floor(math.log10(step)), 0, 3))
+    texts = np.vectorize(lambda v: f"{v:.{decimals}f}", otypes=[object])(values)
+    return np.where(texts == f"-{0:.{decimals}f}", f"{0:.{decimals}f}", texts)
+
+
+def factor_label(row: dict) -> str:
+    """The two generating factors an element correlates with most, with their Pearson r (one when only one
+    was measured): one factor alone can hide that a row visibly changes another."""
+    strongest = row.get("strongest") or [{"factor": row["factor"], "r": row["r"]}]
+    return "\n".join(f"{f['factor']} (r={f['r']:+.2f})" for f in strongest[:2])
 
 
 def traversal_figure(result: TraversalResult, path: str | Path, title: str | None = None) -> Path:
     """The traversal grid as one picture: a row per element, a column per step; every cell is
     labelled with its value and the cell nearest the image's own value is boxed. The original and
     its reconstruction sit on the left; with ``result.factors``, each row names the factor its
-    element tracks."""
+    element tracks most and next (``factor_label``)."""
     from matplotlib.patches import Rectangle
 
     title = title or f"latent traversal ({result.range} range)"
@@ -129,20 +162,20 @@ def traversal_figure(result: TraversalResult, path: str | Path, title: str | Non
     for i, d in enumerate(result.dims):
         label = f"z[{d}]"
         if factors:
-            f = factors[i]
-            label += f"\n{f['factor']} (r={f['r']:+.2f})"
-        label += f"\nΔ {result.effect[i]:.3g}"
+            label += "\n" + factor_label(factors[i])
+        label += f"\nΔ {result.effect[i]:.3f}"
         labels.append(label)
     ax.set_yticks(centres_y, labels, fontsize=7)
     ax.tick_params(length=0)
+    texts = value_texts(values)
     if shared:
-        ax.set_xticks(centres_x, [_value_text(v) for v in values[0]], fontsize=7)
+        ax.set_xticks(centres_x, list(texts[0]), fontsize=7)
         ax.xaxis.tick_top()
     else:
         ax.set_xticks([])
         for i in np.arange(n_rows):
             for j in np.arange(steps):
-                ax.text(centres_x[j], centres_y[i] + h / 2 + gap_y / 2, _value_text(values[i, j]), ha="center",
+                ax.text(centres_x[j], centres_y[i] + h / 2 + gap_y / 2, texts[i, j], ha="center",
                         va="center", fontsize=6, color="0.25")
     for i, j in enumerate(result.position):
         ax.add_patch(Rectangle((centres_x[j] - w / 2 - 0.5, centres_y[i] - h / 2 - 0.5), w, h, fill=False,
@@ -165,13 +198,14 @@ def interpolation_figure(result: InterpolationResult, path: str | Path, title: s
     picture[:, w + gap // 2 - 1:w + gap // 2 + 1] = 120  # separators around the decoded path
     x_end = (len(row[0]) - 1) * (w + gap) - gap // 2
     picture[:, x_end - 1:x_end + 1] = 120
-    fig, ax = plt.subplots(figsize=(0.8 * len(row[0]) + 0.4, 1.6))
+    cell = 1.3  # inches per image: big enough to see what changes from step to step at report width
+    fig, ax = plt.subplots(figsize=(cell * len(row[0]) + 0.4, cell + 0.9))
     ax.imshow(picture, interpolation="nearest")
     ax.set_yticks([])
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
     names = ["A", *(f"t={t:.2f}" for t in result.t), "B"]
-    ax.set_xticks(np.arange(len(names)) * (w + gap) + w / 2, names, fontsize=7)
-    ax.set_title(f"{title}: original A, decoded codes (ends: the two reconstructions), original B", fontsize=9)
+    ax.set_xticks(np.arange(len(names)) * (w + gap) + w / 2, names, fontsize=9)
+    ax.set_title(f"{title}\noriginal A, decoded codes (ends: the two reconstructions), original B", fontsize=10)
     return save(fig, path, dpi=100)

@@ -70,8 +70,14 @@ def _sync_playwright() -> Any:
     return sync_playwright
 
 
+FOOTER = ('<div style="font: 8px system-ui, sans-serif; color: #5b6670; width: 100%; margin: 0 12mm; '
+          'display: flex; justify-content: space-between"><span class="title"></span>'
+          '<span>page <span class="pageNumber"></span> of <span class="totalPages"></span></span></div>')
+"""The PDF's footer on every page: the report's title and the page number (Chromium fills the spans)."""
+
+
 def render_pdf(html_path: str | Path, pdf_path: str | Path) -> Path:
-    """Print the report to an A4 PDF, backgrounds on, written atomically."""
+    """Print the report to an A4 PDF, backgrounds on, page numbers in the footer, written atomically."""
     from aelab.io import atomic_write
 
     html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path)
@@ -80,8 +86,9 @@ def render_pdf(html_path: str | Path, pdf_path: str | Path) -> Path:
         try:
             page = browser.new_page()
             page.goto(html_path.as_uri(), wait_until="load")
-            data = page.pdf(format="A4", print_background=True,
-                            margin={"top": "14mm", "bottom": "14mm", "left": "12mm", "right": "12mm"})
+            data = page.pdf(format="A4", print_background=True, display_header_footer=True,
+                            header_template="<span></span>", footer_template=FOOTER,
+                            margin={"top": "14mm", "bottom": "16mm", "left": "12mm", "right": "12mm"})
         finally:
             browser.close()
     atomic_write(pdf_path, data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Callable
 from importlib.resources import files
@@ -39,6 +40,24 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, list | tuple):
         return "×".join(str(v) for v in value)
     return str(value)
+
+
+def column_decimals(values: list[Any], digits: int = 4, most: int = 6) -> int | None:
+    """Decimals for a column of numbers, shared by all its cells: enough for ``digits`` significant digits
+    of its smallest non-zero value (at most ``most``); None when the column holds no float to format."""
+    floats = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v)]
+    if not floats or any(not isinstance(v, int | float) or isinstance(v, bool) for v in values if v is not None):
+        return None
+    if max(floats) >= 1e5:
+        return 0
+    nonzero = [v for v in floats if v > 0]
+    return 0 if not nonzero else max(0, min(most, digits - 1 - math.floor(math.log10(min(nonzero)))))
+
+
+def _fixed(value: Any, decimals: int) -> str:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return fmt(value)
+    return f"{value:,.{decimals}f}"
 
 
 def _compact(raw: bytes) -> bytes | None:
@@ -81,7 +100,8 @@ def figure(path: Path | None, caption: str) -> str:
 
 def table_html(rows: list[dict[str, Any]], columns: list[str] | None = None, headers: dict[str, str] | None = None,
                formats: Callable[[str, Any], str] | None = None, cls: str = "") -> str:
-    """A scrollable table; numeric columns right-aligned."""
+    """A scrollable table; numeric columns right-aligned, the numbers of a column with the same decimals
+    (``column_decimals``) unless ``formats`` formats the cells."""
     if not rows:
         return ""
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
@@ -89,10 +109,17 @@ def table_html(rows: list[dict[str, Any]], columns: list[str] | None = None, hea
     numeric = {c for c in cols if all(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool)
                                       for r in rows if r.get(c) is not None)
                and any(r.get(c) is not None for r in rows)}
+    decimals = {c: column_decimals([r.get(c) for r in rows]) for c in numeric}
+
+    def cell(c: str, value: Any) -> str:
+        if formats:
+            return formats(c, value)
+        return fmt(value) if decimals.get(c) is None else _fixed(value, decimals[c])
+
     head = "".join(f'<th class="{"num" if c in numeric else ""}">{esc(headers.get(c, c))}</th>' for c in cols)
     body = "".join("<tr>" + "".join(
-        f'<td class="{"num" if c in numeric else ""}">{esc(formats(c, r.get(c)) if formats else fmt(r.get(c)))}</td>'
-        for c in cols) + "</tr>" for r in rows)
+        f'<td class="{"num" if c in numeric else ""}">{esc(cell(c, r.get(c)))}</td>' for c in cols) + "</tr>"
+        for r in rows)
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 

@@ -29,7 +29,9 @@ CAPTIONS = {
     ("traversal", "traversal"): "each row sweeps one code element across its range, the others held at the "
                                 "image's code",
     ("interpolation", "interpolation"): "decoded codes on the straight line between two images' codes",
-    ("noise", "noise"): "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B)",
+    ("noise", "noise"): "the same Gaussian noise on the codes of a plain autoencoder (A) and of the VAE (B), beside "
+                        "each model's un-noised reconstruction; the title gives σ in units of each model's code "
+                        "spread",
     ("anomaly", "roc"): "ROC curve",
     ("anomaly", "score_hist"): "scores of normal and anomalous images",
     ("anomaly", "worst"): "the highest-scoring images: input, reconstruction, error heat map",
@@ -249,14 +251,44 @@ def overview(runs: list[RunFiles]) -> str:
     return table_html(rows)
 
 
+def backbone(run: RunFiles) -> str:
+    """What the encoder and decoder are built of: fcn, conv, multi_encoder (a VAE: its backbone)."""
+    return str(getattr(run.config.model, "backbone", None) or run.config.model.type)
+
+
+def _plain(run: RunFiles) -> bool:
+    """A plain autoencoder (fcn or conv, trained without input noise): what a variant is measured against."""
+    return run.family in ("fcn", "conv") and run.config.train.input_noise is None
+
+
+def differences(run: RunFiles, ref: RunFiles) -> list[str]:
+    """What differs between two runs besides the variant itself, in words ("code size (32 vs 10 elements)")."""
+    t, u = run.config.train, ref.config.train
+    pairs = [("backbone", backbone(run), backbone(ref), ""),
+             ("code size", run.summary.get("latent_size"), ref.summary.get("latent_size"), " elements"),
+             ("epochs", t.epochs, u.epochs, ""), ("batch size", t.batch_size, u.batch_size, ""),
+             ("learning rate", t.lr, u.lr, "")]
+    return [f"{name} ({fmt(a)} vs {fmt(b)}{unit})" for name, a, b, unit in pairs if a != b]
+
+
+def reference(run: RunFiles, plain: list[RunFiles]) -> RunFiles:
+    """The plain autoencoder most like ``run``: same backbone first, then same code size, then fewest other
+    differences, then the higher PSNR."""
+    return min(plain, key=lambda p: (backbone(p) != backbone(run),
+                                     p.summary.get("latent_size") != run.summary.get("latent_size"),
+                                     len(differences(run, p)), -p.summary["psnr"]))
+
+
 def discussion(runs: list[RunFiles]) -> str:
-    """Each variant against the vanilla (fcn) autoencoder, with the numbers measured here and its paper."""
+    """Each variant against the plain autoencoder most like it (same backbone and code size when one was run),
+    with the numbers measured here, what else differs between the two, and its paper."""
     from aelab.cards import cards_for, load_cards
 
-    vanilla = [r for r in runs if r.family == "fcn" and r.config.train.input_noise is None]
+    vanilla = [r for r in runs if r.family == "fcn" and _plain(r)]
     if not vanilla:
         return ""
     base = max(vanilla, key=lambda r: r.summary["psnr"])
+    plain = [r for r in runs if _plain(r) and r.config.data == base.config.data]
     seen: dict[str, Any] = {}  # card id -> its best run by PSNR, among runs on the same data as the base
     for r in (r for r in runs if r.config.data == base.config.data):
         for c in cards_for(r):
@@ -265,15 +297,28 @@ def discussion(runs: list[RunFiles]) -> str:
     if not seen:
         return ""
     cards = load_cards()
-    out = [f"<p>Against the vanilla autoencoder <code>{esc(base.name)}</code> ({base.summary['parameters']:,} "
-           f"parameters, validation PSNR {base.summary['psnr']:.2f} dB, SSIM {base.summary['ssim']:.3f}):</p><ul>"]
+    out = [f"<p>Each variant against the plain autoencoder most like it (same backbone and code size where one was "
+           f"trained). The vanilla autoencoder <code>{esc(base.name)}</code>: {base.summary['parameters']:,} "
+           f"parameters, validation PSNR {base.summary['psnr']:.2f} dB, SSIM {base.summary['ssim']:.3f}.</p><ul>"]
     for cid, r in seen.items():
         c = cards[cid]
         s = r.summary
+        ref = reference(r, [p for p in plain if p is not r] or [base])
+        rs = ref.summary
+        other = differences(r, ref)
+        if other and other[0].startswith(("backbone", "code size")):
+            note = (f'<span class="unlike">Not like for like: <code>{esc(r.name)}</code> also differs from '
+                    f"<code>{esc(ref.name)}</code> in {esc(', '.join(other))}, so the difference is not the "
+                    f"variant's alone.</span> ")
+        else:
+            note = ("Like for like in backbone and code size" + (f"; it also differs in {esc(', '.join(other))}"
+                                                                    if other else "") + ". ")
         out.append(
-            f"<li><strong>{esc(c.title)}</strong>, measured on <code>{esc(r.name)}</code>: PSNR {s['psnr']:.2f} dB "
-            f"({s['psnr'] - base.summary['psnr']:+.2f}), SSIM {s['ssim']:.3f} ({s['ssim'] - base.summary['ssim']:+.3f})"
-            f", {s['parameters']:,} parameters. <em>Advantage:</em> {esc(c.advantage)} <em>Disadvantage:</em> "
+            f"<li><strong>{esc(c.title)}</strong>, measured on <code>{esc(r.name)}</code> against "
+            f"<code>{esc(ref.name)}</code>: PSNR {s['psnr']:.2f} dB vs {rs['psnr']:.2f} "
+            f"({s['psnr'] - rs['psnr']:+.2f}), SSIM {s['ssim']:.3f} vs {rs['ssim']:.3f} "
+            f"({s['ssim'] - rs['ssim']:+.3f}), {s['parameters']:,} vs {rs['parameters']:,} parameters. {note}"
+            f"<em>Advantage:</em> {esc(c.advantage)} <em>Disadvantage:</em> "
             f"{esc(c.disadvantage)} <span class=\"ref\">({esc(c.short_ref)}, "
             f'<a href="{esc(c.paper["url"])}">{esc(c.paper["title"])}</a>)</span></li>')
     out.append("</ul>")

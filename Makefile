@@ -30,9 +30,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The suite without the end-to-end tests marked slow.
+# The suite without the tests marked slow (trainings of their own, CLI and server processes, big
+# files), and hypothesis properties on a few examples each (the "fast" profile in tests/conftest.py).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	AELAB_HYPOTHESIS=fast $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # For maintainers: the newest releases the ranges allow, no constraints, in their own venv,
 # then the CLI tests. A failure here means a range needs an upper bound or the code a fix.

@@ -9,8 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Examples per hypothesis test, by AELAB_HYPOTHESIS: "full" (the default, what `make test` runs),
+# "fast" (`make test-fast`: the same properties on a few examples each), "hunt" (a longer search).
+# Tests set deadline and health checks; the number of examples comes from here.
+settings.register_profile("full", max_examples=60)
+settings.register_profile("fast", max_examples=8)
+settings.register_profile("hunt", max_examples=500)
+settings.load_profile(os.environ.get("AELAB_HYPOTHESIS", "full"))
 
 
 def tiny_config(**over) -> dict:

@@ -143,6 +143,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return exc.value.code, out.out, out.err
 
 
+@pytest.mark.slow(reason="starts pools of 2 decoding worker processes")
 def test_parallel_decode_equals_decoding_here(tmp_path, monkeypatch):
     from PIL import Image
 
@@ -166,6 +167,7 @@ def test_parallel_decode_equals_decoding_here(tmp_path, monkeypatch):
         pack.decode_files(pack.list_image_files(root), workers=2)
 
 
+@pytest.mark.slow(reason="packs through 2 worker processes, then trains on the cache")
 def test_pack_command_writes_a_cache_that_trains(tmp_path, capsys, monkeypatch):
     import aelab
     from aelab.data import pack

@@ -35,12 +35,14 @@ def cli_run(tmp_path_factory):
     return tmp / "run", json.loads(res.stdout)
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_train_json(cli_run):
     path, out = cli_run
     assert out["run"] == str(path) and out["epochs"] == 1 and out["family"] == "fcn"
     assert (path / "summary.json").exists()
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_info_json_and_diagram(tmp_path):
     res = aelab("info", "configs/deep-fcn.yaml", "--json", "--input-shape", "64x64x3", "--diagram",
                 tmp_path / "arch.png")
@@ -51,11 +53,13 @@ def test_info_json_and_diagram(tmp_path):
     assert (tmp_path / "arch.png").stat().st_size > 5000
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_info_of_a_run_and_table_output(cli_run):
     res = aelab("info", cli_run[0])
     assert res.returncode == 0 and "parameters" in res.stdout and "Linear" in res.stdout
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_evaluate_and_reconstruct(cli_run, tmp_path):
     path, _ = cli_run
     res = aelab("evaluate", path, "--json")
@@ -84,6 +88,7 @@ def bad(res, *needles):
         assert n in lines[0], lines[0]
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path, cli_run):
     bad(aelab("reconstruct", cli_run[0], "--ids", "0", "--out", tmp_path / "r.xyz"), "r.xyz", ".png")
     assert not (tmp_path / "r.xyz").exists()
@@ -109,6 +114,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, cli_run):
         assert not (tmp_path / name / "summary.json").exists()
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_folder_of_mixed_sizes_without_resize(tmp_path):
     from PIL import Image
 
@@ -119,6 +125,7 @@ def test_folder_of_mixed_sizes_without_resize(tmp_path):
     bad(aelab("train", cfg, "--out", tmp_path / "r"), "images of different sizes", "resize")
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_mismatched_weights(cli_run, tmp_path):
     import shutil
 
@@ -127,11 +134,13 @@ def test_mismatched_weights(cli_run, tmp_path):
     bad(aelab("evaluate", tmp_path / "r"), "model.safetensors", "not a readable safetensors file")
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_debug_shows_the_traceback(tmp_path):
     res = aelab("--debug", "train", tmp_path / "missing.yaml")
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
+@pytest.mark.slow(reason="trains and analyses the quick demo's two runs in a process")
 def test_demo_quick_json(tmp_path):
     res = aelab("demo", "--quick", "--out", tmp_path / "demo", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -212,6 +221,7 @@ def test_every_command_is_registered():
     assert len(paths) >= 20
 
 
+@pytest.mark.slow(reason="one process per command (~25); test_bare_command_prints_its_help stays fast")
 @pytest.mark.parametrize("path", [" ".join(p) for p in _command_paths()])
 def test_help_of_every_command(path):
     res = script(*path.split(), "--help")
@@ -241,6 +251,7 @@ def test_startup_imports_nothing_heavy(setup):
     assert json.loads(res.stderr.strip().splitlines()[-1]) == [], setup
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_lazy_package_keeps_its_api():
     """`import aelab` is lazy but `aelab.train` is still the function (the facade that also draws the loss
     curve), even once its module is imported."""
@@ -266,6 +277,7 @@ def test_models_lists_the_registered_families():
     assert {c.id for c in load_cards().values() if c.kind == "family"} == set(families())
 
 
+@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_report_pdf_without_playwright_names_the_extra(cli_run, tmp_path):
     """playwright is the optional `pdf` extra: without it, --pdf fails at once, saying how to install it."""
     code = ("import sys\nsys.modules['playwright'] = None  # as if not installed\n"

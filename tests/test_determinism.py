@@ -51,7 +51,11 @@ def child_env(n_threads: int) -> dict[str, str]:
 
 # -- in one process: any split of a request gives the same bytes ------------------------
 
-@pytest.mark.parametrize("n_threads", [1, 2, 3])
+# torch threads spin while they wait for each other: on a shared 2-core machine these take tens of seconds
+SEVERAL_THREADS = pytest.mark.slow(reason="several torch threads on a shared machine")
+
+
+@pytest.mark.parametrize("n_threads", [1, *(pytest.param(n, marks=SEVERAL_THREADS) for n in (2, 3))])
 def test_decode_in_pieces_equals_one_call(tiny_vae_run: aelab.Run, n_threads: int) -> None:
     run = tiny_vae_run
     z = np.random.default_rng(0).standard_normal((3 * ROWS + 5, run.latent_size)).astype(np.float32)
@@ -65,7 +69,7 @@ def test_decode_in_pieces_equals_one_call(tiny_vae_run: aelab.Run, n_threads: in
         assert np.array_equal(run.decode(z[40:43]), run.preprocess.inverse(whole[40:43]))
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_threads", [1, pytest.param(2, marks=SEVERAL_THREADS)])
 def test_encode_and_reconstruct_in_pieces_equal_one_call(tiny_vae_run: aelab.Run, n_threads: int) -> None:
     run = tiny_vae_run
     images = run.splits.full.subset(np.arange(ROWS + 3))
@@ -199,6 +203,7 @@ def test_augment_and_sample_commands_write_the_same_bytes_in_two_processes(two_p
         assert np.array_equal(aug["images"], wide["images"][np.isin(wide["source_ids"], [1, 2, 3, 4, 5])])
 
 
+@pytest.mark.slow(reason="two processes that import torch and run the CLI")
 def test_decode_in_another_process_and_layout_is_bit_identical(tiny_vae_run: aelab.Run, two_processes: Path) -> None:
     z = np.load(two_processes / "z.npy")
     with threads(CHILD_THREADS):

@@ -192,6 +192,7 @@ def two_processes(tmp_path_factory):
     return root, proc
 
 
+@pytest.mark.slow(reason="torchrun starts 2 processes that import torch (and train)")
 def test_two_processes_reach_the_one_process_loss(one_process, two_processes):
     root, _ = two_processes
     s1 = one_process.summary
@@ -211,6 +212,7 @@ def test_two_processes_reach_the_one_process_loss(one_process, two_processes):
         assert b["loss"] == pytest.approx(a["loss"], rel=TOLERANCE)
 
 
+@pytest.mark.slow(reason="torchrun starts 2 processes that import torch (and train)")
 def test_only_rank_0_writes_and_reports(two_processes):
     root, proc = two_processes
     names = sorted(p.name for p in (root / "run").iterdir())
@@ -234,6 +236,7 @@ def scripted(tmp_path_factory):
     return root, [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.slow(reason="torchrun starts 2 processes that import torch (and train)")
 def test_helpers_on_two_processes(scripted):
     _, (r0, r1) = scripted
     assert (r0["rank"], r1["rank"], r0["world"], r0["backend"]) == (0, 1, 2, "gloo")
@@ -243,6 +246,7 @@ def test_helpers_on_two_processes(scripted):
     assert r0["full_returned"].endswith("full") and r1["full_returned"] is None
 
 
+@pytest.mark.slow(reason="torchrun starts 2 processes that import torch (and train)")
 def test_score_runs_sharded_and_rank_0_writes_one_csv(scripted):
     from aelab.anomaly import analyse
 
@@ -258,6 +262,7 @@ def test_score_runs_sharded_and_rank_0_writes_one_csv(scripted):
                                [float(r.split(",")[1]) for r in one[1:]], rtol=1e-6)
 
 
+@pytest.mark.slow(reason="torchrun starts 2 processes that import torch (and train)")
 def test_resume_of_a_distributed_run(scripted):
     root, _ = scripted
     cut = root / "cut"

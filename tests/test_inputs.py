@@ -37,9 +37,8 @@ from aelab.errors import AelabError, ConfigError, DataError, RunError, TrainingI
 from aelab.latent import apply_edits, parse_edit
 from aelab.run import load_run
 
-# AELAB_EXAMPLES=500 for a longer hunt; the default keeps the file well under a minute
-FEW = settings(max_examples=int(os.environ.get("AELAB_EXAMPLES", 60)), deadline=None,
-               suppress_health_check=[HealthCheck.function_scoped_fixture])
+# examples per test: the AELAB_HYPOTHESIS profile in conftest.py (AELAB_HYPOTHESIS=hunt for a longer search)
+FEW = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def png_declaring(width: int, height: int) -> bytes:

@@ -435,7 +435,7 @@ FIELDS = {"/api/encode": ["run", "image_id", "split"],
           "/api/command": ["run", "image_id", "split", "code", "reference", "upload_name"],
           "/api/download": ["run", "code", "format", "image_id", "split", "upload_name"]}
 CODES = st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(), min_size=9, max_size=11)
-PROPERTY = settings(max_examples=40, deadline=None, database=None,
+PROPERTY = settings(deadline=None, database=None,  # examples: the AELAB_HYPOTHESIS profile (conftest.py)
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

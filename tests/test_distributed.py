@@ -306,6 +306,7 @@ def _with(cfg: dict, **train) -> dict:
     return {**cfg, "train": {**cfg["train"], **train}}
 
 
+@pytest.mark.slow(reason="torch.compile imports and traces with dynamo: seconds before the first step")
 def test_compile_on_request_trains_the_same_model(tmp_path, monkeypatch):
     train_mod = importlib.import_module("aelab.train")
     monkeypatch.setattr(train_mod, "COMPILE_BACKEND", "eager")  # dynamo's tracing without a C++ toolchain

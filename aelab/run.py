@@ -13,9 +13,10 @@ Layout (the contract every analysis relies on)::
 and give numpy arrays (uint8 images N×H×W×C, float32 codes N×latent_shape)
 and work in batches, so a whole data set can be passed at once.
 
-Same input, same bytes: ``encode``, ``decode`` and ``reconstruct`` call the model
-on blocks of exactly ``ROWS`` rows (the last one padded with zeros), so each row
-meets the same kernels with the same shapes whatever the request size. oneDNN and
+Same input, same bytes: ``encode`` and ``reconstruct`` call the model on blocks of
+exactly ``ROWS`` rows, ``decode`` on blocks of ``DECODE_ROWS`` (the last one padded
+with zeros), so each row meets the same kernels with the same shapes whatever the
+request size. oneDNN and
 MKL choose their algorithm and the split of a sum among threads from the batch
 size and the thread count; without a fixed block a row decoded among 5 differs
 from the same row decoded among 64 in the last bits, which flips uint8 rounding.
@@ -58,12 +59,16 @@ WEIGHT_CHOICES = {"last": WEIGHTS, "best": BEST_WEIGHTS}
 Images = np.ndarray | ImageSet
 
 ROWS = 32
-"""Rows in every model call of ``Run.encode`` / ``decode`` / ``reconstruct`` (the default of
-``Run.rows``). Part of what fixes their bytes: another value may change their last bits.
-32 keeps one decode at about 50 ms of one CPU thread for the demo's models (the explorer
-decodes one code at a time, and edits a few); in bulk the conv VAE decodes as fast as in
-blocks of 512 and the deep fcn 1.4× slower, since its 50 MB last layer is read once per
-block (docs/generation.md, "Same seed, same bytes")."""
+"""Rows in every model call of ``Run.encode`` / ``encode_stats`` / ``reconstruct`` (the default of
+``Run.rows``). Part of what fixes their bytes: another value may change their last bits. In bulk
+(scoring a test set) the conv VAE encodes as fast as in blocks of 512 and the deep fcn about 1.4×
+slower, since its 50 MB first layer is read once per block (docs/generation.md, "Same seed, same
+bytes")."""
+
+DECODE_ROWS = 8
+"""Rows in every model call of ``Run.decode`` (the default of ``Run.decode_rows``), smaller than
+``ROWS`` because the explorer decodes one code per slider move and edits a few: a lone code pays
+for a whole block. Measured with ``benchmarks/decode_rows.py`` (docs/generation.md)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -183,7 +188,7 @@ class Run:
     ``train.keep_best``)."""
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS,
-                 weights: str = "last"):
+                 weights: str = "last", decode_rows: int = DECODE_ROWS):
         self.path = Path(path)
         if weights not in WEIGHT_CHOICES:
             raise AelabError(f"weights '{weights}': must be last or best")
@@ -200,16 +205,19 @@ class Run:
         self.config: Config = load_config(self.path / CONFIG)
         self.summary: dict[str, Any] = read_summary(self.path / SUMMARY)
         self.device = torch.device(device)
-        if rows < 1:
-            raise AelabError(f"rows must be at least 1, got {rows}")
+        for name, value in (("rows", rows), ("decode_rows", decode_rows)):
+            if value < 1:
+                raise AelabError(f"{name} must be at least 1, got {value}")
         self.rows = rows
+        """Rows per model call of ``encode`` and ``reconstruct`` (see ``ROWS``): the same value gives
+        the same bytes; a larger one trades the cost of encoding a few images for bulk throughput."""
+        self.decode_rows = decode_rows
+        """Rows per model call of ``decode`` (see ``DECODE_ROWS``), with the same trade."""
         self.read_ahead = READ_AHEAD if self.device.type == "cuda" else 0
         """Batches ``batches`` reads ahead in a background thread (0: synchronous reads, pages still
         released); the bytes do not depend on it. On the CPU the thread only competes with the model
         for the cores when the file is in the page cache (scoring measured slower with it on 2 cores),
         so 0; on CUDA it pins and copies on a side stream while the GPU computes."""
-        """Rows per model call (see ``ROWS``): the same value gives the same bytes; a larger one
-        trades the cost of decoding a few codes for bulk throughput."""
         self.preprocess = Preprocess(self.config.data.preprocess, self.config.data.range)
         self.image_shape: tuple[int, int, int] = _shape(self.summary, "image_shape", self.path / SUMMARY)
         input_shape = _shape(self.summary, "input_shape", self.path / SUMMARY)
@@ -331,7 +339,7 @@ class Run:
 
     def decode_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Codes -> model-range images (float N×C×H×W on the CPU); each code's image is the
-        same bytes however many codes are decoded with it (blocks of ``self.rows``)."""
+        same bytes however many codes are decoded with it (blocks of ``self.decode_rows``)."""
         z = torch.as_tensor(np.asarray(codes, dtype=np.float32)) if not torch.is_tensor(codes) else codes.float()
         if z.ndim == len(self.latent_shape):
             z = z[None]
@@ -343,7 +351,7 @@ class Run:
                                  f"{self.latent_shape} ({self.latent_size} elements)")
         if not torch.isfinite(z).all():
             raise AelabError("codes contain NaN or infinite values")
-        return in_fixed_rows(self.model.decode, z, self.device, self.memory_format, self.rows)
+        return in_fixed_rows(self.model.decode, z, self.device, self.memory_format, self.decode_rows)
 
     def decode(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
         """Codes (N×latent_shape, or N×latent_size flat) -> uint8 images N×H×W×C."""
@@ -418,7 +426,8 @@ def reconstructions(run: Run, images: ImageSet) -> Reconstructions:
                            per["mse"].numpy(), per["psnr"].numpy(), per["ssim"].numpy())
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS, weights: str = "last") -> Run:
+def load_run(path: str | Path, device: str | torch.device = "cpu", rows: int = ROWS, weights: str = "last",
+             decode_rows: int = DECODE_ROWS) -> Run:
     """Open a finished Run folder (safe: config YAML and safetensors only) with its ``last`` or ``best`` weights.
-    ``rows``: see ``ROWS``."""
-    return Run(path, device, rows, weights)
+    ``rows``: see ``ROWS``; ``decode_rows``: see ``DECODE_ROWS``."""
+    return Run(path, device, rows, weights, decode_rows)

@@ -1,11 +1,12 @@
-"""What the fixed decode block (``Run.rows``, default ``aelab.run.ROWS``) costs, per block size.
+"""What the fixed model-call blocks (``Run.decode_rows`` and ``Run.rows``) cost, per block size.
 
-``Run.decode`` calls the model on blocks of exactly ``rows`` rows so a code decodes to the same
-bytes whatever else is decoded with it. A request of fewer rows still pays a full block, and a
-big request reads the weights once per block. This times, at one torch thread, one decode of 1,
-5, 64 and 2,000 codes (and an encode of 1 and 500 images) for the demo's two architectures
-(deep fcn 12288-1024-256-64-10 and conv VAE 32/64/128, 64×64×3) at several block sizes, as
-process CPU time, which a busy shared machine inflates less than wall time (read the ratios).
+``Run.decode`` calls the model on blocks of exactly ``decode_rows`` rows (``encode`` on blocks of
+``rows``) so a code decodes to the same bytes whatever else is decoded with it. A request of
+fewer rows still pays a full block, and a big request reads the weights once per block. This
+times, at one torch thread, one decode of 1, 5, 64 and 2,000 codes (and an encode of 1 and 500
+images) for the demo's two architectures (deep fcn 12288-1024-256-64-10 and conv VAE 32/64/128,
+64×64×3) at several block sizes (both blocks set to the same size), as process CPU time, which a
+busy shared machine inflates less than wall time (read the ratios).
 
     .venv/bin/python benchmarks/decode_rows.py                 # trains two one-epoch runs first
     .venv/bin/python benchmarks/decode_rows.py --rows 8 32 --repeat 20
@@ -49,7 +50,7 @@ def cpu_ms(fn: Callable[[], object], repeat: int) -> float:
 def costs(path: Path, rows: int, repeat: int) -> dict[str, float]:
     from aelab.run import load_run
 
-    run = load_run(path, rows=rows)
+    run = load_run(path, rows=rows, decode_rows=rows)
     images = run.splits.full.images[:500]
     codes = np.random.default_rng(0).standard_normal((2000, run.latent_size)).astype(np.float32)
     return {"decode_1_ms": cpu_ms(lambda: run.decode(codes[:1]), repeat),

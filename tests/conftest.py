@@ -64,14 +64,19 @@ def trained(tmp_path_factory) -> Callable[[dict[str, Any]], Any]:
     return get
 
 
+# The shared pair: a plain fcn AE and a conv VAE, named as the report and the demo show them
+# (tests/test_report.py's `pair` is these two trainings).
+TINY_VAE = {"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(trained):
-    return trained(tiny_config())
+    return trained(tiny_config(name="ae"))
 
 
 @pytest.fixture(scope="session")
 def tiny_vae_run(trained):
-    return trained(tiny_config(model={"type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}))
+    return trained(tiny_config(name="vae", model=TINY_VAE))
 
 
 @pytest.fixture(scope="module")

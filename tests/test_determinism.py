@@ -2,9 +2,9 @@
 request, in this process or another, for a given thread count (the promise of `aelab augment`,
 `sample`, `compare-noise`, traversals and edits; see docs/generation.md).
 
-Without the fixed blocks of ``aelab.run.ROWS`` rows, the tiny conv VAE below decodes a code
-alone differently from the same code among 64 (oneDNN picks other kernels for small batches),
-so the piece-wise tests here fail."""
+Without the fixed blocks of ``aelab.run.ROWS`` rows (``DECODE_ROWS`` for decodes), the tiny conv
+VAE below decodes a code alone differently from the same code among 64 (oneDNN picks other kernels
+for small batches), so the piece-wise tests here fail."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import torch
 
 import aelab
 from aelab.generate import augment, sample
-from aelab.run import ROWS, fixed_kernels
+from aelab.run import DECODE_ROWS, ROWS, fixed_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-PIECES = (1, 2, 5, 7, ROWS - 1, ROWS + 1)
+PIECES = (1, 2, 5, DECODE_ROWS - 1, DECODE_ROWS + 1, ROWS - 1, ROWS + 1)
 
 
 @contextmanager
@@ -86,14 +86,21 @@ def test_encode_and_reconstruct_in_pieces_equal_one_call(tiny_vae_run: aelab.Run
 
 
 def test_other_block_sizes_keep_the_promise_for_their_own_value(tiny_vae_run: aelab.Run) -> None:
-    run = aelab.load_run(tiny_vae_run.path, rows=8)
-    assert run.rows == 8 and tiny_vae_run.rows == ROWS
+    run = aelab.load_run(tiny_vae_run.path, rows=8, decode_rows=5)
+    assert (run.rows, run.decode_rows) == (8, 5)
+    assert (tiny_vae_run.rows, tiny_vae_run.decode_rows) == (ROWS, DECODE_ROWS)
     z = np.random.default_rng(2).standard_normal((19, run.latent_size)).astype(np.float32)
     whole = run.decode_tensor(z)
     for size in (1, 3, 9):
         assert torch.equal(torch.cat(in_pieces(run.decode_tensor, z, size)), whole), f"pieces of {size}"
-    with pytest.raises(aelab.AelabError, match="rows must be at least 1"):
-        aelab.load_run(tiny_vae_run.path, rows=0)
+    images = run.splits.full.subset(np.arange(19))
+    codes = run.encode(images)
+    for size in (1, 3, 9):
+        pieces = [images.subset(np.arange(i, min(i + size, 19))) for i in range(0, 19, size)]
+        assert np.array_equal(np.concatenate([run.encode(p) for p in pieces]), codes), f"pieces of {size}"
+    for name in ("rows", "decode_rows"):
+        with pytest.raises(aelab.AelabError, match=f"^{name} must be at least 1"):
+            aelab.load_run(tiny_vae_run.path, **{name: 0})
 
 
 def test_augment_of_one_id_equals_its_rows_among_others(tiny_vae_run: aelab.Run) -> None:

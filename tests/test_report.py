@@ -85,11 +85,11 @@ def test_cli_models_lists_and_shows_cards():
 
 # -- the report ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def pair(trained):
+def pair(tiny_run, tiny_vae_run):
     """A plain fcn autoencoder and a conv VAE, trained briefly on 16×16 faces (nothing analysed yet:
-    ``trained`` goes through the facade, which draws only the loss curve)."""
-    return trained(tiny_config(name="ae")), trained(tiny_config(name="vae", model={
-        "type": "vae", "backbone": "conv", "channels": [8, 16], "latent_dim": 6}))
+    ``trained`` goes through the facade, which draws only the loss curve): conftest's shared pair,
+    which other files only read."""
+    return tiny_run, tiny_vae_run
 
 
 @pytest.fixture(scope="session")

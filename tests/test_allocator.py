@@ -47,6 +47,7 @@ print(json.dumps({{"outside": outside, "inside": inside, "kept_mib": kept, "afte
 """
 
 
+@pytest.mark.slow(reason="a fresh process that imports torch and touches 1.9 GB of pages")
 def test_freed_memory_is_reused_inside_and_given_back_after():
     tests = str(__import__("pathlib").Path(__file__).parent)
     out = subprocess.run([sys.executable, "-c", SCRIPT.format(tests=tests)], capture_output=True, text=True,

@@ -12,6 +12,7 @@ import importlib
 import json
 import multiprocessing
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -90,16 +91,21 @@ def _assert_same_run(out: Path, ref: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[Path, Path]:
-    """The config file and an uninterrupted run of it, trained by the same CLI the kills use."""
-    root = tmp_path_factory.mktemp("kill")
-    cfg = root / "tiny.yaml"
+def config_file(tmp_path_factory) -> Path:
+    cfg = tmp_path_factory.mktemp("kill") / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(CFG))
-    code, log = _run(cfg, root / "ref", resume=False)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def reference(config_file) -> tuple[Path, Path]:
+    """The config file and an uninterrupted run of it, trained by the same CLI the kills use."""
+    code, log = _run(config_file, config_file.parent / "ref", resume=False)
     assert code == 0, log
-    return cfg, root / "ref"
+    return config_file, config_file.parent / "ref"
 
 
+@pytest.mark.slow(reason="compares with the reference run, trained in a forked CLI process")
 def test_resumed_in_process_equals_uninterrupted(reference, cut):
     """What the harness relies on: stopping after a checkpoint and resuming gives bit-identical weights."""
     cfg, folder = cut
@@ -122,6 +128,7 @@ CHAIN = [
 ]
 
 
+@pytest.mark.slow(reason="9 training processes, each killed on its way")
 def test_kills_inside_every_durable_write_then_resume(reference, tmp_path):
     cfg, ref = reference
     out = tmp_path / "run"
@@ -137,6 +144,7 @@ def test_kills_inside_every_durable_write_then_resume(reference, tmp_path):
     assert code == 2 and "already finished" in log and "Traceback" not in log
 
 
+@pytest.mark.slow(reason="3 killed training processes and 3 resumed")
 def test_kills_between_writes_then_resume(reference, tmp_path):
     """Kills at the points each stage of the finish leaves behind, each followed by one plain --resume."""
     cfg, ref = reference
@@ -196,12 +204,18 @@ def stop_after_epoch(cfg: dict, out: Path, epoch: int, monkeypatch) -> None:
     monkeypatch.undo()
 
 
+@pytest.fixture(scope="module")
+def cut_once(config_file) -> Path:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        stop_after_epoch(config_file, config_file.parent / "cut", 2, monkeypatch)
+    return config_file.parent / "cut"
+
+
 @pytest.fixture()
-def cut(reference, tmp_path, monkeypatch) -> tuple[Path, Path]:
-    """A run stopped after its second checkpoint."""
-    cfg, _ = reference
-    stop_after_epoch(cfg, tmp_path / "cut", 2, monkeypatch)
-    return cfg, tmp_path / "cut"
+def cut(config_file, cut_once, tmp_path) -> tuple[Path, Path]:
+    """A run stopped after its second checkpoint: a fresh copy of one such run for each test."""
+    shutil.copytree(cut_once, tmp_path / "cut")
+    return config_file, tmp_path / "cut"
 
 
 def _rewrite(path: Path, edit_meta=None, edit_tensors=None) -> None:
@@ -300,6 +314,7 @@ def test_resumed_after_epoch_1_equals_uninterrupted_with_options(name, tmp_path,
     assert {k: resumed.summary[k] for k in keys} == {k: ref.summary[k] for k in keys}
 
 
+@pytest.mark.slow(reason="3 training processes, one killed")
 def test_kill_after_the_best_weights_before_the_checkpoint(tmp_path):
     """best.safetensors is written before the epoch's checkpoint: a kill between the two redoes the epoch."""
     cfg_dict = {**CFG, "train": {**CFG["train"], "keep_best": "val_mse"}}

@@ -231,6 +231,7 @@ def test_pack_errors_are_one_line_and_leave_nothing_behind(tmp_path, capsys):
 # -- Run.batches: the same read path as training ------------------------------------------
 
 @pytest.mark.skipif(not LINUX, reason="reads /proc")
+@pytest.mark.slow(reason="writes a 77 MB file and preprocesses it twice")
 def test_run_batches_release_memory_mapped_pages(tmp_path, tiny_run):
     """Scoring/encoding a memory-mapped file goes through ReadAhead: its pages do not stay resident."""
     mapped = np.load(write_npy(tmp_path / "s.npy", 100_000, tiny_run.image_shape), mmap_mode="r")  # 77 MB

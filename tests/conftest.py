@@ -22,6 +22,13 @@ settings.register_profile("hunt", max_examples=500)
 settings.load_profile(os.environ.get("AELAB_HYPOTHESIS", "full"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests are slow tests too: `make test-fast` leaves them out."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow(reason="starts headless chromium"))
+
+
 def tiny_config(**over) -> dict:
     """A small fcn on 160 builtin faces of 16×16: trains in about a second."""
     cfg = {

@@ -92,6 +92,9 @@ def pair(tiny_run, tiny_vae_run):
     return tiny_run, tiny_vae_run
 
 
+ANALYSED = pytest.mark.slow(reason="needs both runs analysed: every analysis, the quality feature net included (~6 s)")
+
+
 @pytest.fixture(scope="session")
 def analysed(pair, tmp_path_factory):
     """Copies of the pair, analysed together (so the VAE gets its same-noise partner)."""
@@ -120,6 +123,7 @@ def _embedded(page: str) -> list[bytes]:
     return [base64.b64decode(d) for d in re.findall(r'<img src="data:image/[a-z+]+;base64,([^"]+)"', page)]
 
 
+@ANALYSED
 def test_analyse_records_every_figure_it_writes(analysed):
     ae, vae, result = analysed
     assert result["runs"][str(vae.path)]["recorded"] == ["architecture", "reconstructions", "edits", "traversal",
@@ -139,6 +143,7 @@ def test_analyse_records_every_figure_it_writes(analysed):
     assert layers and sum(r["parameters"] for r in layers) == ae.summary["parameters"]
 
 
+@ANALYSED
 def test_analyse_again_keeps_what_is_recorded_and_only_limits(analysed):
     ae = analysed[0]
     before = _listing(ae.path)
@@ -151,6 +156,7 @@ def test_analyse_again_keeps_what_is_recorded_and_only_limits(analysed):
         analyse([ae.path], ["los"])
 
 
+@ANALYSED
 def test_report_sections_follow_the_runs(built, analysed):
     result, out = built
     ae, vae, _ = analysed
@@ -170,6 +176,7 @@ def test_report_sections_follow_the_runs(built, analysed):
     assert "Anomaly detection" not in page
 
 
+@ANALYSED
 def test_report_embeds_exactly_the_manifests_figures(built, analysed):
     _, out = built
     page = out.read_text()
@@ -181,6 +188,7 @@ def test_report_embeds_exactly_the_manifests_figures(built, analysed):
     assert all(img in files for img in _embedded(page) if img[:4] == b"\x89PNG")
 
 
+@ANALYSED
 def test_report_is_self_contained(built):
     _, out = built
     page = out.read_text()
@@ -191,6 +199,7 @@ def test_report_is_self_contained(built):
     assert external and all(re.search(r'<a href="' + re.escape(u), page) for u in external)  # links, never loads
 
 
+@pytest.mark.slow(reason="an `aelab report` process on a run: ~2 s of start-up")
 def test_report_of_an_unanalysed_run_writes_nothing_and_says_what_to_run(pair, tmp_path):
     ae = pair[0]
     bare = tmp_path / "bare"
@@ -229,6 +238,7 @@ def test_a_run_given_by_a_relative_path_records_paths_inside_it(pair, tmp_path, 
         manifest.record("rel", "x", figures={"x": pair[0].path / "figures" / "loss.png"})
 
 
+@ANALYSED
 def test_a_record_for_other_weights_is_flagged(analysed, tmp_path):
     run = tmp_path / "changed"
     shutil.copytree(analysed[0].path, run)
@@ -241,6 +251,7 @@ def test_a_record_for_other_weights_is_flagged(analysed, tmp_path):
     assert analyse([run])["runs"][str(run)]["recorded"] == ["loss"]  # not current: analysed again
 
 
+@ANALYSED
 def test_anomaly_and_quality_sections_appear_with_their_data(analysed, tmp_path):
     vae = analysed[1]
     run = tmp_path / "scored"
@@ -269,6 +280,7 @@ def test_anomaly_and_quality_sections_appear_with_their_data(analysed, tmp_path)
     assert page.count('alt="ROC curve"') == 1 and 'alt="the highest-scoring images' in page
 
 
+@pytest.mark.slow(reason="trains a run of its own and analyses it")
 def test_anomaly_is_scored_where_the_validation_split_is_labelled(tmp_path):
     run = train_run(tiny_config(name="labelled", data={"source": "builtin:faces?n=160&size=16&anomaly_fraction=0.2",
                                                        "val_fraction": 0.25}), out=tmp_path / "labelled")
@@ -279,6 +291,7 @@ def test_anomaly_is_scored_where_the_validation_split_is_labelled(tmp_path):
     assert not (run.path / "anomaly.json").exists()  # the record is the manifest's
 
 
+@pytest.mark.slow(reason="trains a sweep of its own and analyses it")
 def test_sweep_report_puts_the_comparison_first(tmp_path):
     from aelab.sweep import run_sweep
 
@@ -412,6 +425,7 @@ def test_print_rules_keep_headings_tables_and_figures_whole():
     assert not re.search(r"figcaption[^{]*\{[^}]*break-after: avoid", printing)
 
 
+@pytest.mark.slow(reason="the demo's report section analyses copies of both runs")
 def test_demo_report_records_its_figures_and_completes_the_rest(pair, tmp_path):
     from types import SimpleNamespace
 

@@ -17,6 +17,7 @@ from aelab.runfolder import RUN, check_replaceable, foreign_files, make_folder, 
 
 AELAB = [sys.executable, "-m", "aelab"]
 QUICK = ["--set", "train.max_steps=2", "--set", "train.epochs=1", "-q"]
+CLI_PROCESS = pytest.mark.slow(reason="an aelab process that imports torch (~3 s of start-up)")
 
 
 def aelab_cli(*args, cwd=None):
@@ -156,6 +157,7 @@ def test_bad_names_are_config_errors_naming_the_key_and_value(name):
 
 
 # -- through the command line ------------------------------------------------------------------------------------------
+@CLI_PROCESS
 def test_force_refuses_a_folder_with_a_foreign_file(tmp_path):
     out = tmp_path / "nr"
     out.mkdir()
@@ -168,6 +170,7 @@ def test_force_refuses_a_folder_with_a_foreign_file(tmp_path):
     assert (out / "mydata.txt").read_bytes() == b"data\x00\xff"
 
 
+@CLI_PROCESS
 def test_force_replaces_a_finished_run(tmp_path):
     out = fake_run(tmp_path / "done", finished=True)
     res = aelab_cli("train", config_file(tmp_path), *QUICK, "--out", out, "--force")
@@ -195,6 +198,7 @@ def test_force_replaces_an_interrupted_run(tmp_path, monkeypatch):
     assert state(run.path) == "finished" and run.config.seed == 1
 
 
+@CLI_PROCESS
 def test_a_name_that_climbs_out_of_runs_is_refused_before_anything(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -206,6 +210,7 @@ def test_a_name_that_climbs_out_of_runs_is_refused_before_anything(tmp_path):
     assert (victim / "keep.txt").read_text() == "keep" and not (tmp_path / "work" / "runs").exists()
 
 
+@CLI_PROCESS
 def test_out_with_a_missing_parent(tmp_path):
     res = aelab_cli("train", config_file(tmp_path), *QUICK, "--out", tmp_path / "no" / "run")
     assert res.returncode == 2 and f"its parent folder {tmp_path / 'no'} does not exist" in res.stderr, res.stderr
@@ -246,6 +251,7 @@ def assert_untouched(out: Path) -> None:
     assert [p.name for p in out.iterdir()] == ["mydata.txt"] and (out / "mydata.txt").read_text() == "data"
 
 
+@CLI_PROCESS
 def test_sweep_force_refuses_a_foreign_folder(tmp_path):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump({"base": tiny_config(train__max_steps=2), "grid": {"train.epochs": [1]}}))
@@ -255,6 +261,7 @@ def test_sweep_force_refuses_a_foreign_folder(tmp_path):
     assert_untouched(out)
 
 
+@CLI_PROCESS
 def test_oneclass_force_refuses_a_foreign_folder(tmp_path):
     out = foreign_folder(tmp_path)
     res = aelab_cli("oneclass", config_file(tmp_path), "--out", out, "--force", "-q")
@@ -262,6 +269,7 @@ def test_oneclass_force_refuses_a_foreign_folder(tmp_path):
     assert_untouched(out)
 
 
+@CLI_PROCESS
 def test_demo_refuses_a_foreign_folder(tmp_path):
     out = foreign_folder(tmp_path)
     res = aelab_cli("demo", "--quick", "--out", out)

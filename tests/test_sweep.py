@@ -226,6 +226,7 @@ def test_latent_sweep_draws_the_code_size_figure(tmp_path):
     assert [r["compression"] for r in result.rows] == [384.0, 96.0]
 
 
+@pytest.mark.slow(reason="two sweep jobs in worker processes that import torch")
 def test_jobs_split_the_threads(tmp_path):
     s = load_sweep(spec(grid={"seed": [0, 1]}, set={"data.source": "builtin:faces?n=64&size=16"}))
     result = run_sweep(s, tmp_path / "j", jobs=2)

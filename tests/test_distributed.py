@@ -325,7 +325,6 @@ def test_compile_on_request_trains_the_same_model(tmp_path, monkeypatch):
     assert compiled.summary["final_train_loss"] == pytest.approx(plain.summary["final_train_loss"], rel=1e-5)
 
 
-@pytest.mark.slow(reason="trains in bf16 on the CPU, which has no fast bf16 kernels for it (~3 s)")
 def test_precision_is_fp32_on_cpu_unless_asked(tmp_path):
     train_mod = importlib.import_module("aelab.train")
     cpu = torch.device("cpu")

@@ -36,6 +36,7 @@ from aelab.data.ids import parse_ids
 from aelab.errors import AelabError, ConfigError, DataError, RunError, TrainingInterrupted
 from aelab.latent import apply_edits, parse_edit
 from aelab.run import load_run
+from aelab.runfolder import CHECKPOINT
 
 # examples per test: the AELAB_HYPOTHESIS profile in conftest.py (AELAB_HYPOTHESIS=hunt for a longer search)
 FEW = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -401,7 +402,7 @@ def test_ctrl_c_prints_where_it_stopped_and_how_to_resume(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (out / "checkpoint.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        while not (out / CHECKPOINT).exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

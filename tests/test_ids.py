@@ -3,6 +3,7 @@ command that takes ids printing and writing them in the base the user chose."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -130,7 +131,7 @@ def test_augment_command_with_id_base_1(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_every_id_command_takes_id_base_1(tiny_run, tmp_path, capsys):
-    run = tiny_run.path
+    run = shutil.copytree(tiny_run.path, tmp_path / "run")  # score records anomaly.json in the run it scores
     code, out, err = cli(capsys, "reconstruct", run, "--ids", "1,160", "--id-base", "1", "--out", tmp_path / "r.png",
                          "--json")
     assert code == 0, err

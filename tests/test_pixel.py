@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -75,7 +76,8 @@ def test_user_masks_and_their_errors(tmp_path):
 
 @pytest.mark.slow
 def test_score_cli_with_masks(tiny_run, tmp_path):
-    args = ["score", tiny_run.path, "--data", DEFECTIVE, "--masks", "auto", "--out", tmp_path / "s.csv",
+    run = shutil.copytree(tiny_run.path, tmp_path / "run")  # labelled data: score records anomaly.json in the run
+    args = ["score", run, "--data", DEFECTIVE, "--masks", "auto", "--out", tmp_path / "s.csv",
             "--maps", tmp_path / "maps", "--json"]
     res = subprocess.run([sys.executable, "-m", "aelab", *map(str, args)], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "200"}, timeout=300)

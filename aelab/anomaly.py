@@ -18,10 +18,15 @@ to [0, 1], so numbers read the same for ``range: [-1, 1]`` and ``[0, 1]``:
 ``latent``    Mahalanobis distance of the code under the Gaussian fitted to the codes
               of (up to 20,000) training images: ``aelab.codestats.code_stats(run)``,
               the same fit ``aelab sample`` draws from; cached in the run folder
+``knn``       mean distance of the code to its 5 nearest training codes, in the
+              whitened space where ``latent`` is Euclidean (``aelab.scorenorm``)
 ``combined``  ``COMBINED_WEIGHTS`` mix of the rank-normalised ``mse`` and ``latent``
               scores. Ranks are taken over the images scored together, so this kind
               ranks a set; score a whole test set at once (sharded scoring should
               gather ``components`` first and call ``combine``).
+``normalised`` the mean of the ``ssim``, ``latent`` and ``knn`` scores, each z-scored
+              with its mean and std on the run's held-out normal images
+              (``heldout_stats``, ``aelab.scorenorm``); per image, like the single kinds
 
 ``analyse`` returns an ``AnomalyResult``; ``heatmaps`` computes the error maps its
 figures need (drawn by ``aelab.figures.anomaly``), ``record`` writes ``RUN/anomaly.json``.
@@ -51,7 +56,9 @@ from aelab.tables import to_pandas
 if TYPE_CHECKING:
     from aelab.run import Run
 
-KINDS = ("mse", "l2", "l1", "ssim", "elbo", "latent", "combined")
+KINDS = ("mse", "l2", "l1", "ssim", "elbo", "latent", "knn", "combined", "normalised")
+MIXES = ("combined", "normalised")
+"""The kinds made of other kinds' scores (``components_for``)."""
 COMBINED_WEIGHTS = {"mse": 0.5, "latent": 0.5}
 ANOMALY_JSON = "anomaly.json"
 MAX_FPR = 0.05
@@ -66,13 +73,15 @@ def check_kind(kind: str, run: Run | None = None) -> str:
         raise AelabError(f"unknown score kind '{kind}'{closest(kind, KINDS)}; kinds: {', '.join(KINDS)}")
     if kind == "elbo" and run is not None and not run.variational:
         raise AelabError(f"score kind 'elbo' needs a VAE; run {run.path} is a {run.model.family} model "
-                         f"(use mse, l2, l1, ssim, latent or combined)")
+                         f"(use mse, l2, l1, ssim, latent, knn, combined or normalised)")
     return kind
 
 
 def components_for(kind: str) -> tuple[str, ...]:
-    """The per-image scores ``kind`` is made of (``combined`` mixes two)."""
-    return tuple(COMBINED_WEIGHTS) if kind == "combined" else (kind,)
+    """The per-image scores ``kind`` is made of (``combined`` mixes two, ``normalised`` three)."""
+    from aelab.scorenorm import NORMALISED_PARTS
+
+    return {"combined": tuple(COMBINED_WEIGHTS), "normalised": NORMALISED_PARTS}.get(kind, (kind,))
 
 
 def score(run: Run, images: Images = None, kind: str = "mse", *, batch_size: int | None = None,
@@ -84,17 +93,27 @@ def score(run: Run, images: Images = None, kind: str = "mse", *, batch_size: int
     ``int8``: run the Linear layers with dynamic int8 quantisation (see ``quantized``)."""
     check_kind(kind, run)
     parts = components(run, images, components_for(kind), batch_size=batch_size, progress=progress, int8=int8)
+    if kind == "normalised":
+        from aelab.scorenorm import zmean
+
+        return zmean(parts, heldout_stats(run))
     return combine(parts) if kind == "combined" else parts[kind]
 
 
 def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: int | None = None,
                progress: bool = False, int8: bool = False) -> dict[str, np.ndarray]:
-    """Several per-image scores from one pass over the data (``combined`` excluded)."""
+    """Several per-image scores from one pass over the data (``combined`` and ``normalised`` excluded)."""
     kinds = tuple(dict.fromkeys(check_kind(k, run) for k in kinds))
-    if "combined" in kinds:
-        raise AelabError("'combined' is made from the mse and latent components; ask for those, then combine()")
+    for mix in set(MIXES) & set(kinds):
+        raise AelabError(f"'{mix}' is made from the {', '.join(components_for(mix))} components; ask for those, "
+                         f"then mix them (combine() / scorenorm.zmean())")
     data = resolve_images(run, images)
     gauss = latent_gaussian(run) if "latent" in kinds else None
+    refs = None
+    if "knn" in kinds:
+        from aelab.scorenorm import reference_codes
+
+        refs = reference_codes(run)
     model = quantized(run.model) if int8 else run.model
     # Under torchrun each process scores its contiguous shard and every process gets all scores, in id order.
     d = distributed.joined()
@@ -105,7 +124,7 @@ def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: in
     with torch.inference_mode(), bar or _null():
         task = bar.add_task("scoring", total=n) if bar else None
         for x in run.batches(data, batch_size):
-            for k, v in batch_scores(run, x, kinds, gauss, model).items():
+            for k, v in batch_scores(run, x, kinds, gauss, model, refs=refs).items():
                 outs[k].append(v.double().cpu())
             if bar:
                 bar.update(task, advance=len(x))
@@ -119,11 +138,27 @@ def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: in
     return result
 
 
+def heldout_stats(run: Run) -> dict[str, tuple[float, float]]:
+    """Mean and std (ddof 0) of each ``normalised`` component over the run's held-out normal images
+    (its validation split, or its training split when there is none); kept in ``run.cache``."""
+    key = ("normalised_stats",)
+    if key not in run.cache:
+        images = run.splits.held_out
+        if len(images) < 2:
+            raise AelabError(f"score kind 'normalised' needs at least 2 held-out images; run {run.path} has "
+                             f"{len(images)}")
+        parts = components(run, images, components_for("normalised"))
+        run.cache[key] = {k: (float(v.mean()), float(v.std())) for k, v in parts.items()}
+    return run.cache[key]
+
+
 def batch_scores(run: Run, x: torch.Tensor, kinds: Sequence[str],
                  gauss: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 model: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+                 model: torch.nn.Module | None = None, *,
+                 refs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Per-image scores of one model-range batch (call under ``torch.inference_mode``);
-    ``model`` replaces the run's model (a quantised copy)."""
+    ``gauss``: ``latent_gaussian(run)`` for ``latent``; ``refs``: ``scorenorm.reference_codes(run)``
+    for ``knn``; ``model`` replaces the run's model (a quantised copy)."""
     model, pre = run.model if model is None else model, run.preprocess
     if model.variational:
         mean, logvar = model.encode_stats(x)
@@ -159,6 +194,13 @@ def batch_scores(run: Run, x: torch.Tensor, kinds: Sequence[str],
             raise AelabError("score kind 'latent' needs the Gaussian fitted to the training codes")
         mu, whiten = gauss
         out["latent"] = ((code.flatten(1).float() - mu) @ whiten).square_().sum(1).sqrt_()
+    if "knn" in kinds:
+        from aelab.scorenorm import knn_distance
+
+        if refs is None:
+            raise AelabError("score kind 'knn' needs the training codes (scorenorm.reference_codes)")
+
+        out["knn"] = knn_distance(code, refs)
     return out
 
 
@@ -377,6 +419,8 @@ class AnomalyResult:
                                "precision": self.precision, "id_base": self.id_base}
         if self.kind == "combined":
             out["weights"] = dict(COMBINED_WEIGHTS)
+        if self.kind == "normalised":
+            out["parts"] = list(components_for("normalised"))
         for key in ("csv", "metrics", "pixel", "record"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)

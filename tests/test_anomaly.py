@@ -117,7 +117,7 @@ def test_rank_normalise_and_combine():
 
 # -- score kinds on a model where the ordering is known --------------------------------
 
-@pytest.mark.parametrize("kind", ["mse", "l2", "l1", "ssim", "latent", "combined"])
+@pytest.mark.parametrize("kind", ["mse", "l2", "l1", "ssim", "latent", "knn", "combined", "normalised"])
 def test_every_kind_ranks_corrupted_above_clean(fcn_run, clean_and_corrupt, kind):
     images, labels = clean_and_corrupt
     s = anomaly.score(fcn_run, images, kind)

@@ -9,7 +9,8 @@ import typer
 
 from aelab.cli.common import DATA, ID_BASE, JSON, SET, WEIGHTS, app, console, fmt, print_json, table
 
-KIND = typer.Option("mse", "--score", help="Score kind: mse, l2, l1, ssim, elbo (VAE), latent or combined.")
+KIND = typer.Option("mse", "--score", help="Score kind: mse, l2, l1, ssim, elbo (VAE), latent, knn, combined "
+                    "or normalised.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 

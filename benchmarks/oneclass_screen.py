@@ -1,0 +1,82 @@
+"""Choose a one-class score mix without the test labels: validation AUROC on training data only.
+
+For each class run of a one-class study (``aelab.oneclass`` OUT folder, trained with a
+validation split, e.g. ``data.val_fraction=0.1``), the held-out normal images are ranked
+against ``--others`` training images of the other classes (a seeded draw); that
+*validation* AUROC is what a mix is chosen by. The test AUROC is printed beside it for
+the record only. Mixes are means of z-scores, with the mean and std of each part on the
+held-out normal images (what the ``normalised`` kind does).
+
+    .venv/bin/python benchmarks/oneclass_screen.py runs/bench-oneclass/fashion/oneclass.yaml+val --normal 6,2,8
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MIXES = [("mse",), ("ssim",), ("latent",), ("knn",), ("knn20",), ("mse_flip",), ("mse", "latent"), ("mse", "knn"),
+         ("mse", "ssim", "latent"), ("mse", "latent", "knn"), ("mse", "ssim", "latent", "knn"), ("ssim", "latent"),
+         ("ssim", "knn"), ("ssim", "latent", "knn")]
+
+
+def parts(run, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every candidate part for ``images`` (uint8 N×H×W×C)."""
+    from aelab.anomaly import components
+    from aelab.scorenorm import knn_distance, reference_codes
+
+    out = components(run, images, ("mse", "ssim", "latent", "knn"))
+    out["mse_flip"] = (out["mse"] + components(run, images[:, :, ::-1].copy(), ("mse",))["mse"]) / 2
+    codes = torch.from_numpy(run.encode(images))
+    out["knn20"] = knn_distance(codes, reference_codes(run), k=20).double().numpy()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("study", type=Path, help="an aelab.oneclass OUT folder whose runs have a validation split")
+    ap.add_argument("--normal", default=None, help="only these classes, e.g. 6,2,8")
+    ap.add_argument("--others", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import json
+
+    import aelab
+    from aelab.anomaly import metrics
+
+    summary = json.loads((args.study / "oneclass.json").read_text())
+    full = aelab.load_images(summary["data"])
+    test = full.test
+    wanted = [int(c) for c in args.normal.split(",")] if args.normal else [r["normal"] for r in summary["rows"]]
+    rng = np.random.default_rng(0)
+    rows: dict[tuple[str, ...], list[tuple[float, float]]] = {m: [] for m in MIXES}
+    for c in wanted:
+        run = aelab.load_run(args.study / f"class-{c}")
+        if run.splits.val is None:
+            raise SystemExit(f"{run.path}: no validation split (train with data.val_fraction > 0)")
+        val = run.splits.val.batch()
+        others = np.sort(rng.choice(np.flatnonzero(full.get_labels() != c), args.others, replace=False))
+        sets = {"val": (np.concatenate([val, full.batch(others)]), np.r_[np.zeros(len(val)), np.ones(args.others)]),
+                "test": (test.batch(), test.get_labels() != c)}
+        scored = {k: parts(run, x) for k, (x, _) in sets.items()}
+        ref = {k: (v[:len(val)].mean(), v[:len(val)].std()) for k, v in scored["val"].items()}
+        for mix in MIXES:
+            aucs = tuple(metrics(sum((scored[s][k] - ref[k][0]) / ref[k][1] for k in mix), sets[s][1])["roc_auc"]
+                         for s in ("val", "test"))
+            rows[mix].append(aucs)
+    print("| score (z-scored on held-out normals, averaged) | "
+          + " | ".join(f"{c} val | {c} test" for c in wanted) + " | mean val | mean test |")
+    print("| --- |" + " ---: |" * (2 * len(wanted) + 2))
+    for mix, aucs in rows.items():
+        a = np.array(aucs)
+        cells = " | ".join(f"{v:.3f} | {t:.3f}" for v, t in a)
+        print(f"| {' + '.join(mix).replace('_flip', ' (flip TTA)')} | {cells} | {a[:, 0].mean():.3f} | "
+              f"{a[:, 1].mean():.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _oneline import one_line_exit_2 as bad
 from conftest import tiny_config
 
 from aelab.run import load_run
@@ -78,14 +79,6 @@ def test_evaluate_and_reconstruct(cli_run, tmp_path):
     out = json.loads(res.stdout)
     assert res.returncode == 0 and out["ids"] == [0, 5, 9] and len(out["psnr"]) == 3
     assert (tmp_path / "r.png").stat().st_size > 2000
-
-
-def bad(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")

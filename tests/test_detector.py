@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from _oneline import one_line_exit_2
 from conftest import tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,14 +29,6 @@ FACES = "builtin:faces?n=160&size=16"
 def aelab_cli(*args):
     return subprocess.run([sys.executable, "-m", "aelab", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"}, timeout=300)
-
-
-def one_line_exit_2(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _oneline import one_line_exit_2
 
 import aelab
 from aelab.data.sources import load_images
@@ -141,14 +142,6 @@ def aelab_cli(*args, pre="pass"):
     code = f"import sys; {pre}; from aelab.cli import main; sys.argv = ['aelab', *sys.argv[1:]]; main()"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"}, timeout=300)
-
-
-def one_line_exit_2(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.mark.slow

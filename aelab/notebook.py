@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.errors import AelabError
+from aelab.tables import cell
 
 STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;"
          "border:1px solid #d0d7de;border-radius:6px;padding:10px 14px;max-width:960px;background:#fff;color:#1f2328")
@@ -49,18 +50,10 @@ def image_file(path: str | Path) -> str:
 
 
 def number(value: Any) -> str:
-    """A cell: floats to 4 significant digits (NaN/None as -), ints with thousands separators."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return "-" if value != value else f"{value:.4g}"
+    """A cell as the CLI writes it (``tables.cell``), HTML-escaped; a shape as ``64 × 64 × 3``."""
     if isinstance(value, list | tuple):
         return escape(" × ".join(map(str, value)) if all(isinstance(v, int) for v in value) else str(value))
-    return escape(str(value))
+    return escape(cell(value))
 
 
 def table(rows: Sequence[dict[str, Any]], headers: dict[str, str] | None = None, limit: int = 50) -> str:

@@ -1,4 +1,5 @@
-"""Rows of numbers as a table: a list of dicts for code, a pandas DataFrame on request.
+"""Rows of numbers as a table: a list of dicts for code, a pandas DataFrame on request, and how one
+number is written in a cell (the CLI's tables and the notebook displays).
 
 pandas is not a dependency of aelab: ``to_pandas`` imports it only when asked and says how to
 install it when it is missing.
@@ -10,6 +11,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from aelab.errors import AelabError
+
+
+def cell(value: Any) -> str:
+    """A number as a table cell in a terminal or a notebook: floats to 4 significant digits (whole
+    above 1e5, with separators; NaN as -), ints with thousands separators, None as -."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
 
 
 def to_pandas(rows: Sequence[dict[str, Any]]) -> Any:

@@ -287,3 +287,15 @@ def test_the_example_notebooks_run_top_to_bottom(tmp_path):
     ids = np.load(hw2 / "aug" / "aug_ids.npy")[::5]  # the homework's ids, counted from 1
     assert np.array_equal(ids, [*range(1, 6), *range(226, 231), *range(841, 846), *range(1471, 1476)])
     assert np.array_equal(labels[::5], np.load(hw2 / "hw2_labels.npy")[ids - 1])
+
+
+def test_cli_and_notebook_write_a_number_the_same_way():
+    from aelab.cli.common import fmt
+    from aelab.notebook import number
+
+    cases = {None: "-", True: "True", 1234567: "1,234,567", 0.0123456: "0.01235", 123456.7: "123,457",
+             float("nan"): "-", "a<b": "a<b"}
+    for value, text in cases.items():
+        assert fmt(value) == text
+        assert number(value) == text.replace("<", "&lt;")  # the notebook's cell is HTML
+    assert number([64, 64, 3]) == "64 × 64 × 3"

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aelab.tables import cell as fmt  # one way to write a number in a cell, shared with the notebook
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aelab: train, measure, edit, generate with and score image autoencoders.",
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,11 +78,6 @@ def numeric(v: Any) -> bool:
     return True
 
 
-def fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return str(v)
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):

@@ -56,6 +56,7 @@ class CodeStats:
     ridge_: float
     """The absolute ridge that was added (``ridge`` × mean variance)."""
     _chol: np.ndarray | None = field(default=None, repr=False)
+    _whiten: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def fit(cls, codes: np.ndarray, ridge: float = RIDGE) -> CodeStats:
@@ -95,10 +96,14 @@ class CodeStats:
         return (self.mean_ + eps @ self.chol_.T).astype(np.float32)
 
     def whitening(self) -> np.ndarray:
-        """W (D×D) with ``|(z - mean_) @ W|`` the Mahalanobis distance: W = L⁻ᵀ (for batched tensor scoring)."""
-        from scipy.linalg import solve_triangular
+        """W (D×D) with ``|(z - mean_) @ W|`` the Mahalanobis distance: W = L⁻ᵀ (for batched tensor scoring);
+        solved once and kept, as the latent, knn and normalised scores each ask for it. Read-only."""
+        if self._whiten is None:
+            from scipy.linalg import solve_triangular
 
-        return solve_triangular(self.chol_, np.eye(self.size), lower=True).T
+            self._whiten = solve_triangular(self.chol_, np.eye(self.size), lower=True).T
+            self._whiten.setflags(write=False)
+        return self._whiten
 
     def mahalanobis(self, codes: np.ndarray) -> np.ndarray:
         """sqrt((z - mean)ᵀ cov⁻¹ (z - mean)) per row of ``codes`` (float64)."""

@@ -30,6 +30,7 @@ from torch import nn
 from aelab.anomaly import batch_scores, check_kind, latent_gaussian
 from aelab.errors import AelabError, closest
 from aelab.io import atomic_write, write_json
+from aelab.run import roundtrip
 from aelab.runfolder import make_folder
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class Decoder(Encoder):
 
 class Roundtrip(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self.model.encode(x))
+        return roundtrip(self.model, x)
 
 
 class Scorer(nn.Module):

@@ -221,10 +221,6 @@ def edit(run: Run, image: np.ndarray | ImageSet, edits: list[str | Edit] | str |
 
 # -- ranges and effects ----------------------------------------------------------------
 
-def _stats_cache(run: Run) -> dict[Any, Any]:
-    return run.cache
-
-
 def _data_key(data: ImageSet) -> tuple[Any, ...]:
     import hashlib
 
@@ -247,7 +243,7 @@ _CACHED_CODES = 50_000_000  # float32 elements (200 MB): larger code sets are en
 def data_codes(run: Run, images: ImageSet) -> np.ndarray:
     """Flat codes (N×latent_size float32) of ``images``, kept on the Run unless they are huge, so
     ranges and factor correlations over the same data encode it once."""
-    cache = _stats_cache(run)
+    cache = run.cache
     key = ("codes", _data_key(images))
     if key in cache:
         return cache[key]
@@ -259,16 +255,19 @@ def data_codes(run: Run, images: ImageSet) -> np.ndarray:
 
 def code_stats(run: Run, data: str | ImageSet | None = None) -> dict[str, np.ndarray]:
     """Mean, std (ddof 1), min and max of every code element (flat) over ``data`` (default: the run's
-    validation split): the fields of ``aelab.codestats.CodeStats`` fitted to those codes, cached on the Run."""
-    from aelab.codestats import CodeStats
-
+    validation split), as ``aelab.codestats.CodeStats`` defines them, cached on the Run. Per-element
+    moments only: no D×D covariance, which a spatial code of thousands of elements cannot afford here."""
     images = _stats_data(run, data)
-    cache = _stats_cache(run)
     key = ("stats", _data_key(images))
-    if key not in cache:
-        cache[key] = CodeStats.fit(data_codes(run, images))
-    s = cache[key]
-    return {"mean": s.mean_, "std": s.std_, "min": s.min_, "max": s.max_, "n": s.n_}
+    if key not in run.cache:
+        codes = data_codes(run, images).astype(np.float64)
+        if len(codes) < 2:
+            raise AelabError(f"code statistics need at least 2 codes, got {len(codes)}")
+        if not np.isfinite(codes).all():
+            raise AelabError("the codes contain NaN or infinite values; the run may have diverged")
+        run.cache[key] = {"mean": codes.mean(0), "std": codes.std(0, ddof=1), "min": codes.min(0),
+                          "max": codes.max(0), "n": len(codes)}
+    return run.cache[key]
 
 
 def data_ranges(run: Run, data: str | ImageSet | None = None, kind: str | tuple[float, float] = "data"
@@ -439,7 +438,7 @@ def factor_table(run: Run, data: str | ImageSet | None = None) -> list[dict[str,
     if not factors:
         raise DataError(f"{images.name or 'data'}: carries no generating factors; factor correlations need "
                         f"builtin:faces (or data with factors)")
-    cache = _stats_cache(run)
+    cache = run.cache
     key = ("factors", _data_key(images))
     if key not in cache:
         names = [k for k in factors if k != "anomaly_kind"]

@@ -43,14 +43,10 @@ def parse_elements(text: str | None, loaded: LoadedRun) -> list[int]:
     return list(dict.fromkeys(dims))
 
 
-def _strongest(row: dict[str, Any]) -> list[dict[str, Any]]:
-    ranked = sorted(row["all"].items(), key=lambda kv: (-abs(kv[1]), kv[0]))
-    return [{"factor": name, "r": r} for name, r in ranked[:FACTORS_SHOWN]]
-
 
 def element_facts(loaded: LoadedRun, dims: list[int]) -> dict[str, Any]:
     """The body of GET /api/elements for ``dims`` (see the module docstring)."""
-    from aelab.latent import code_stats, element_effects, factor_table
+    from aelab.latent import code_stats, element_effects, factor_table, strongest
 
     run = loaded.run
     todo = [d for d in dims if np.isnan(loaded.effects[d])]
@@ -67,4 +63,5 @@ def element_facts(loaded: LoadedRun, dims: list[int]) -> dict[str, Any]:
             note = str(exc)
     return {"run": loaded.key, "data": loaded.data_label, "range": loaded.range_kind, "factors_note": note,
             "elements": [{"element": d, "effect": float(loaded.effects[d]),
-                          "factors": _strongest(table[d]) if table is not None else None} for d in dims]}
+                          "factors": strongest(table[d]["all"], FACTORS_SHOWN) if table is not None else None}
+                         for d in dims]}

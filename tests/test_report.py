@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from aelab.errors import AelabError, RunError
 from aelab.models import families
 from aelab.report import build_report
 from aelab.report.browser import find_chromium
+from aelab.report.html import esc
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 train_run = aelab.train  # the facade: trains, then draws and records the loss curve
@@ -202,7 +204,7 @@ def test_report_is_self_contained(built):
 @pytest.mark.slow(reason="an `aelab report` process on a run: ~2 s of start-up")
 def test_report_of_an_unanalysed_run_writes_nothing_and_says_what_to_run(pair, tmp_path):
     ae = pair[0]
-    bare = tmp_path / "bare"
+    bare = tmp_path / "bare run"  # a space: the command quotes the path for the shell
     shutil.copytree(ae.path, bare)
     shutil.rmtree(bare / "figures")
     (bare / "analyses.json").unlink()
@@ -210,16 +212,19 @@ def test_report_of_an_unanalysed_run_writes_nothing_and_says_what_to_run(pair, t
     result = build_report([bare], tmp_path / "r.html")
     assert _listing(bare) == before  # nothing drawn, nothing recorded, nothing touched
     assert result["sections"][str(bare)] == ["metrics", "loss", "card"]  # the loss numbers come from metrics.jsonl
-    assert result["analyse"] == f"aelab analyse {bare}"
+    command = f"aelab analyse {shlex.quote(str(bare))}"
+    assert result["analyse"] == command and result["hints"] == [f"{bare}: not analysed yet: architecture, loss, "
+                                                                  f"reconstructions, edits, traversal, "
+                                                                  f"interpolation; run `{command}`"]
     page = (tmp_path / "r.html").read_text()
-    assert f"<code>aelab analyse {bare}</code>" in page and "not analysed yet: architecture, loss" in page
+    assert f"<code>{esc(command)}</code>" in page and "not analysed yet: architecture, loss" in page
     assert "<img " not in page and "Reconstructions" not in page and "<summary>Per epoch</summary>" in page
     assert "overview" not in _ids(page)  # one run: nothing to compare
     proc = subprocess.run([sys.executable, "-m", "aelab", "report", str(bare), "--out", str(tmp_path / "c.html")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"aelab: note: 1 of the folders lack analyses the report shows; run "
-                                                f"`aelab analyse {bare}`, then the report again"]
+                                                f"`{command}`, then the report again"]
     assert _listing(bare) == before
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from aelab.errors import AelabError, RunError
 from aelab.io import atomic_write
 from aelab.report.html import esc, slug, template, toc
-from aelab.report.sections import discussion, overview, read_run, run_section, sweep_section
+from aelab.report.sections import analyse_command, discussion, overview, read_run, run_section, sweep_section
 from aelab.runfolder import CONFIG, SUMMARY
 
 
@@ -45,15 +45,6 @@ def _meta(n_runs: int, n_sweeps: int) -> str:
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     sweeps = f" in {n_sweeps} sweep{'s' if n_sweeps != 1 else ''}" if n_sweeps else ""
     return f"{n_runs} run{'s' if n_runs != 1 else ''}{sweeps} · generated {when}"
-
-
-def _command(folders: dict[str, bool]) -> str | None:
-    """The one ``aelab analyse`` command line that completes every run and sweep the report lacked."""
-    import shlex
-
-    if not folders:
-        return None
-    return "aelab analyse " + " ".join(map(shlex.quote, folders)) + (" --redo" if any(folders.values()) else "")
 
 
 def build_report(targets: list[str | Path] | str | Path, out: str | Path, *, title: str | None = None,
@@ -123,7 +114,7 @@ def build_report(targets: list[str | Path] | str | Path, out: str | Path, *, tit
         "report": str(out), "bytes": out.stat().st_size, "images": page.count("<img "),
         "runs": [str(r.path) for r in runs], "sweeps": [str(p) for p, _, _ in sweeps],
         "sections": report.contents, "warnings": report.warnings, "hints": report.hints,
-        "analyse": _command(report.to_analyse),
+        "analyse": analyse_command(report.to_analyse),
         "wall_time_s": round(time.perf_counter() - started, 2)}
     if pdf:
         from aelab.report.browser import render_pdf

@@ -8,6 +8,7 @@ whose data is missing is left out, and a run lacking analyses says which command
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ CAPTIONS = {
     ("anomaly", "worst"): "the highest-scoring images: input, reconstruction, error heat map",
     ("anomaly", "sample"): "images drawn at random: input, reconstruction, error heat map",
 }
+
+
+def analyse_command(folders: dict[str, bool]) -> str | None:
+    """The one ``aelab analyse`` command line (paths quoted for the shell) that completes the runs and
+    sweeps in ``folders`` (path -> whether a record is stale, which needs ``--redo``)."""
+    if not folders:
+        return None
+    return "aelab analyse " + " ".join(map(shlex.quote, folders)) + (" --redo" if any(folders.values()) else "")
 
 
 @dataclass
@@ -136,7 +145,7 @@ def run_section(run: RunFiles, report: Any) -> str:
 
     note = lacking(run)
     if note:
-        command = f"aelab analyse {run.path}" + (" --redo" if run.stale else "")
+        command = analyse_command({str(run.path): bool(run.stale)})
         report.hints.append(f"{run.path}: {note}; run `{command}`")
         report.to_analyse[str(run.path)] = bool(run.stale)
         parts.append(f'<p class="note">This run is {esc(note)}. Run <code>{esc(command)}</code>, then the report '
@@ -216,10 +225,11 @@ def sweep_section(path: Path, report: Any) -> tuple[str, list[Path]]:
             f"complete it.</p>") if missing_runs else ""
     losses = path / sw.LOSSES
     if finished and not losses.is_file():
-        report.hints.append(f"{path}: sweep figures not drawn yet; run `aelab analyse {path}`")
+        command = analyse_command({str(path): False})
+        report.hints.append(f"{path}: sweep figures not drawn yet; run `{command}`")
         report.to_analyse.setdefault(str(path), False)
-        note += (f'<p class="note">The sweep\'s figures are not drawn yet: run <code>aelab analyse {esc(path)}</code>'
-                 f".</p>")
+        note += f'<p class="note">The sweep\'s figures are not drawn yet: run <code>{esc(command)}</code>.</p>'
+
     legend = "".join(f"<li><code>{esc(v.name)}</code>: {esc(sw.label(v.settings) or 'the base config')}</li>"
                      for v in sweep.variants if (path / v.name / SUMMARY).exists())
     # columns equal in every run go above the table, so the table shows what differs

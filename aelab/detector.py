@@ -68,8 +68,9 @@ def check_score_kind(kind: Any) -> str:
         raise AelabError(f"score must be a score kind name, got {kind!r}")
     check_kind(kind)
     if kind == "combined":
+        others = ", ".join(k for k in KINDS if k != "combined")
         raise AelabError("score 'combined' ranks images within the set scored together, so a threshold on it "
-                         "does not carry over to new images; use mse, l1, l2, ssim, latent or elbo")
+                         f"does not carry over to new images; use one of {others}")
     return kind
 
 

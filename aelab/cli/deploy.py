@@ -33,7 +33,8 @@ def predict_cmd(
 @app.command("threshold")
 def threshold_cmd(
     run: Path = typer.Argument(..., help="A trained Run folder."),
-    kind: str = typer.Option("mse", "--score", help="Score kind: mse, l2, l1, ssim, elbo (VAE) or latent."),
+    kind: str = typer.Option("mse", "--score", help="Score kind: mse, l2, l1, ssim, elbo (VAE), latent, knn or "
+                        "normalised (not combined)."),
     contamination: float = typer.Option(0.1, "--contamination", help="Share of outliers assumed in the run's "
                                         "data, in (0, 0.5]: the threshold is that top quantile of its scores."),
     fpr: float = typer.Option(None, "--fpr", help="Instead: the false-positive rate wanted on the run's held-out "

@@ -4,12 +4,14 @@ PSNR and SSIM come from torchmetrics (SSIM: Gaussian window, sigma 1.5, of
 size 11 or the largest odd size that fits small images such as 8×8 digits).
 Every function takes float N×C×H×W tensors and returns one value per image,
 so callers can average, rank or score as they need.
+
+torchmetrics is imported by ``ssim`` when it first runs: importing it pulls in its audio metrics and
+scipy.signal (about 1.4 s), which a command that never measures SSIM should not wait for.
 """
 
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -38,6 +40,8 @@ SSIM_CHUNK = 32  # images per SSIM call: its padded window statistics cost ~3 MB
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean SSIM per image (Wang et al. 2004), channels averaged; computed in chunks to bound memory."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     k = ssim_window(*pred.shape[-2:])
     if k < SSIM_MIN_SIDE:
         raise ValueError(f"images of {tuple(pred.shape[-2:])} are too small for SSIM")

@@ -1,7 +1,6 @@
 """The command line end to end, as a user runs it: real processes, exit codes, stderr."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,17 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from _oneline import one_line_exit_2 as bad
+from _cli import aelab, aelab_each
+from _cli import one_line_exit_2 as bad
 from conftest import tiny_config
 
 from aelab.run import load_run
-
-AELAB = [sys.executable, "-m", "aelab"]
-
-
-def aelab(*args, cwd=None):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*AELAB, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def write_config(path: Path, cfg: dict) -> Path:
@@ -81,56 +74,48 @@ def test_evaluate_and_reconstruct(cli_run, tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 2000
 
 
-@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
+@pytest.mark.slow(reason="16 aelab processes that import torch (~2 s of start-up each), two at a time")
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path, cli_run):
-    bad(aelab("reconstruct", cli_run[0], "--ids", "0", "--out", tmp_path / "r.xyz"), "r.xyz", ".png")
-    assert not (tmp_path / "r.xyz").exists()
-    bad(aelab("evaluate", cli_run[0], "--labels", tmp_path / "l.npy"), "--labels", "--data")
-    bad(aelab("train", tmp_path / "missing.yaml"), "config file not found", "missing.yaml")
-    cfg = write_config(tmp_path / "unknown.yaml", {**tiny_config(), "train": {"epochs": 1, "lrr": 0.1}})
-    bad(aelab("train", cfg, "--out", tmp_path / "u"), "unknown config key 'train.lrr'", "did you mean 'lr'")
-    cfg = write_config(tmp_path / "c.yaml", tiny_config())
-    bad(aelab("train", cfg, "--set", "train.lr=-1", "--out", tmp_path / "n"), "train.lr", "-1")
-    bad(aelab("train", cfg, "--set", "train.batch_size=0", "--out", tmp_path / "z"), "train.batch_size")
-    np.save(tmp_path / "nan.npy", np.full((4, 16, 16, 3), np.nan, np.float32))
-    bad(aelab("train", cfg, "--set", f"data.source=npy:{tmp_path / 'nan.npy'}", "--out", tmp_path / "x"),
-        "NaN", "nan.npy")
-    np.save(tmp_path / "flat.npy", np.zeros((4, 10), np.uint8))
-    bad(aelab("train", cfg, "--set", f"data.source=npy:{tmp_path / 'flat.npy'}", "--out", tmp_path / "y"),
-        "shape (4, 10)", "flat.npy")
-    bad(aelab("train", cfg, "--set", "data.select_labels=[7]", "--out", tmp_path / "s"), "keeps no image")
-    bad(aelab("evaluate", tmp_path / "no-run"), "run folder not found")
-    bad(aelab("evaluate", cli_run[0], "--data", "builtin:faces?n=4&size=32"), "expects (3, 16, 16)", "32×32×3")
-    bad(aelab("reconstruct", cli_run[0], "--ids", "0,999", "--out", tmp_path / "q.png"), "no image with id 999")
-    # Nothing half-written looks finished
-    for name in ("u", "n", "z", "x", "y", "s"):
-        assert not (tmp_path / name / "summary.json").exists()
+    import shutil
 
-
-@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
-def test_folder_of_mixed_sizes_without_resize(tmp_path):
     from PIL import Image
 
+    cfg = write_config(tmp_path / "c.yaml", tiny_config())
+    unknown = write_config(tmp_path / "unknown.yaml", {**tiny_config(), "train": {"epochs": 1, "lrr": 0.1}})
+    np.save(tmp_path / "nan.npy", np.full((4, 16, 16, 3), np.nan, np.float32))
+    np.save(tmp_path / "flat.npy", np.zeros((4, 10), np.uint8))
     (tmp_path / "imgs").mkdir()
     Image.new("RGB", (16, 16)).save(tmp_path / "imgs" / "a.png")
     Image.new("RGB", (20, 16)).save(tmp_path / "imgs" / "b.png")
-    cfg = write_config(tmp_path / "c.yaml", tiny_config(data={"source": f"folder:{tmp_path / 'imgs'}"}))
-    bad(aelab("train", cfg, "--out", tmp_path / "r"), "images of different sizes", "resize")
-
-
-@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
-def test_mismatched_weights(cli_run, tmp_path):
-    import shutil
-
-    shutil.copytree(cli_run[0], tmp_path / "r")
-    (tmp_path / "r" / "model.safetensors").write_bytes(b"garbage")
-    bad(aelab("evaluate", tmp_path / "r"), "model.safetensors", "not a readable safetensors file")
-
-
-@pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
-def test_debug_shows_the_traceback(tmp_path):
-    res = aelab("--debug", "train", tmp_path / "missing.yaml")
-    assert res.returncode != 0 and "Traceback" in res.stderr
+    mixed = write_config(tmp_path / "mixed.yaml", tiny_config(data={"source": f"folder:{tmp_path / 'imgs'}"}))
+    shutil.copytree(cli_run[0], tmp_path / "garbled")
+    (tmp_path / "garbled" / "model.safetensors").write_bytes(b"garbage")
+    cases = [  # (arguments, what the one line must name)
+        (("reconstruct", cli_run[0], "--ids", "0", "--out", tmp_path / "r.xyz"), ("r.xyz", ".png")),
+        (("evaluate", cli_run[0], "--labels", tmp_path / "l.npy"), ("--labels", "--data")),
+        (("train", tmp_path / "missing.yaml"), ("config file not found", "missing.yaml")),
+        (("train", unknown, "--out", tmp_path / "u"), ("unknown config key 'train.lrr'", "did you mean 'lr'")),
+        (("train", cfg, "--set", "train.lr=-1", "--out", tmp_path / "n"), ("train.lr", "-1")),
+        (("train", cfg, "--set", "train.batch_size=0", "--out", tmp_path / "z"), ("train.batch_size",)),
+        (("train", cfg, "--set", f"data.source=npy:{tmp_path / 'nan.npy'}", "--out", tmp_path / "x"),
+         ("NaN", "nan.npy")),
+        (("train", cfg, "--set", f"data.source=npy:{tmp_path / 'flat.npy'}", "--out", tmp_path / "y"),
+         ("shape (4, 10)", "flat.npy")),
+        (("train", cfg, "--set", "data.select_labels=[7]", "--out", tmp_path / "s"), ("keeps no image",)),
+        (("train", mixed, "--out", tmp_path / "m"), ("images of different sizes", "resize")),
+        (("evaluate", tmp_path / "no-run"), ("run folder not found",)),
+        (("evaluate", cli_run[0], "--data", "builtin:faces?n=4&size=32"), ("expects (3, 16, 16)", "32×32×3")),
+        (("evaluate", tmp_path / "garbled"), ("model.safetensors", "not a readable safetensors file")),
+        (("reconstruct", cli_run[0], "--ids", "0,999", "--out", tmp_path / "q.png"), ("no image with id 999",)),
+    ]
+    debug, *results = aelab_each(("--debug", "train", tmp_path / "missing.yaml"), *(args for args, _ in cases))
+    for res, (_, needles) in zip(results, cases, strict=True):
+        bad(res, *needles)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows what the one line hides
+    # Nothing half-written looks finished
+    assert not (tmp_path / "r.xyz").exists()
+    for name in ("u", "n", "z", "x", "y", "s", "m"):
+        assert not (tmp_path / name / "summary.json").exists()
 
 
 @pytest.mark.slow(reason="trains and analyses the quick demo's two runs in a process")
@@ -148,15 +133,7 @@ def test_demo_quick_json(tmp_path):
 
 
 # -- the installed console script: usage errors, --version, every --help ------------------------------------------
-SCRIPT = Path(sys.executable).with_name("aelab")
 HEAVY = ("torch", "torchmetrics", "scipy", "matplotlib", "numpy", "sklearn", "skimage", "fastapi", "uvicorn", "PIL")
-
-
-def script(*args):
-    """The `aelab` executable pip installed next to this Python, as a user runs it."""
-    assert SCRIPT.exists(), f"{SCRIPT} is missing: install the package (pip install -e .) to test its script"
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
 
 
 def usage_error(res, *needles):
@@ -178,19 +155,19 @@ def usage_error(res, *needles):
     (["data", "pack", "folder:x"], ["Missing option", "--out"], "Usage: aelab data pack "),
 ])
 def test_usage_errors_are_one_line_and_the_usage(args, needles, usage):
-    lines = usage_error(script(*args), *needles)
+    lines = usage_error(aelab(*args), *needles)
     assert lines[1].startswith(usage)
 
 
 def test_version():
     import aelab
 
-    res = script("--version")
+    res = aelab("--version")
     assert res.returncode == 0 and res.stdout == f"aelab {aelab.__version__}\n" and res.stderr == ""
 
 
 def test_bare_command_prints_its_help():
-    res = script()
+    res = aelab()
     assert res.returncode == 2 and "Usage: aelab" in res.stdout and "Traceback" not in res.stderr
 
 
@@ -217,7 +194,7 @@ def test_every_command_is_registered():
 @pytest.mark.slow(reason="one process per command (~25); test_bare_command_prints_its_help stays fast")
 @pytest.mark.parametrize("path", [" ".join(p) for p in _command_paths()])
 def test_help_of_every_command(path):
-    res = script(*path.split(), "--help")
+    res = aelab(*path.split(), "--help")
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert f"Usage: aelab {path}".rstrip() in " ".join(res.stdout.split())
 

@@ -5,9 +5,10 @@ import json
 
 import pytest
 import torch
+from _cli import aelab
+from _cli import one_line_exit_2 as bad
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cli import aelab, bad
 
 from aelab.config import config_from_dict
 from aelab.errors import ConfigError

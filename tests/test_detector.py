@@ -3,12 +3,11 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from _oneline import one_line_exit_2
+from _cli import aelab as aelab_cli
+from _cli import one_line_exit_2
 from conftest import tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,11 +23,6 @@ from aelab.runfolder import DETECTOR, foreign_files
 FEW = settings(max_examples=int(os.environ.get("AELAB_EXAMPLES", 60)), deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
 FACES = "builtin:faces?n=160&size=16"
-
-
-def aelab_cli(*args):
-    return subprocess.run([sys.executable, "-m", "aelab", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _oneline import one_line_exit_2
+from _cli import one_line_exit_2
 
 import aelab
 from aelab.data.sources import load_images

@@ -7,9 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+from _cli import aelab
+from _cli import one_line_exit_2 as bad
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cli import aelab, bad
 
 from aelab.cli import main
 from aelab.data.ids import check_base, format_ids, from_rows, parse_ids, to_rows

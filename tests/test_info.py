@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from graphlib import TopologicalSorter
 from pathlib import Path
 
 import pytest
 import torch
+from _cli import aelab
 from PIL import Image
 
 from aelab.config import load_config
@@ -161,12 +159,6 @@ def test_every_picture_fits_report_width(config, overrides, tmp_path):
     path = diagram(summary(model, cfg), tmp_path / "a.png")
     width, height = Image.open(path).size
     assert 600 <= width <= 1600 and height <= 2000
-
-
-def aelab(*args):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "aelab", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 @pytest.mark.slow

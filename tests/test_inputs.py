@@ -376,8 +376,8 @@ def test_id_lists_work_or_fail_cleanly(text):
 
 # -- the command line ------------------------------------------------------------------------------
 
-from test_cli import aelab as aelab_cli  # noqa: E402  the CLI in a subprocess, and its one-line-error check
-from test_cli import bad  # noqa: E402
+from _cli import aelab as aelab_cli  # noqa: E402  the CLI in a subprocess, and its one-line-error check
+from _cli import one_line_exit_2 as bad  # noqa: E402
 
 
 @pytest.mark.slow

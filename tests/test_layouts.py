@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from test_cli import aelab, bad
+from _cli import aelab
+from _cli import one_line_exit_2 as bad
 
 from aelab.data import load_images
 from aelab.data.imageset import SourceFormat

@@ -322,7 +322,7 @@ def test_sweep_report_puts_the_comparison_first(tmp_path):
 
 @pytest.mark.slow
 def test_cli_analyse_json(pair, tmp_path):
-    from test_cli import aelab as cli
+    from _cli import aelab as cli
 
     run = tmp_path / "run"
     shutil.copytree(pair[0].path, run)

@@ -1,12 +1,11 @@
 """--force replaces only aelab's own folders; names and --out paths cannot reach elsewhere (issue #12)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from _cli import aelab as aelab_cli
 from conftest import tiny_config
 
 import aelab
@@ -15,14 +14,8 @@ from aelab.config import as_config
 from aelab.errors import ConfigError, RunError
 from aelab.runfolder import RUN, check_replaceable, foreign_files, make_folder, open_folder, replace_folder, state
 
-AELAB = [sys.executable, "-m", "aelab"]
 QUICK = ["--set", "train.max_steps=2", "--set", "train.epochs=1", "-q"]
 CLI_PROCESS = pytest.mark.slow(reason="an aelab process that imports torch (~3 s of start-up)")
-
-
-def aelab_cli(*args, cwd=None):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*AELAB, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def config_file(tmp_path: Path, **over) -> Path:

@@ -8,10 +8,10 @@ import shlex
 
 import numpy as np
 import pytest
+from _cli import aelab
 from conftest import tiny_config
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_cli import aelab
 
 from aelab.data.files import read_image_file
 from aelab.edits import apply_edits

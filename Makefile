@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/aelab demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
 
 # The suite without the tests marked slow (trainings of their own, CLI and server processes, big
 # files), and hypothesis properties on a few examples each (the "fast" profile in tests/conftest.py).

@@ -367,6 +367,7 @@ def test_oneclass_minmax_is_fitted_on_the_normal_class_and_reproduced(oneclass_r
     assert run.to_model(images[:5]).numpy() == pytest.approx(want[:5], abs=1e-5)
 
 
+@pytest.mark.slow(reason="a one-class study through the CLI (~0.5 s)")
 def test_oneclass_cli_reuses_runs_and_checks_classes(oneclass_result, tmp_path):
     import yaml
 

@@ -325,6 +325,7 @@ def test_compile_on_request_trains_the_same_model(tmp_path, monkeypatch):
     assert compiled.summary["final_train_loss"] == pytest.approx(plain.summary["final_train_loss"], rel=1e-5)
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_precision_is_fp32_on_cpu_unless_asked(tmp_path):
     train_mod = importlib.import_module("aelab.train")
     cpu = torch.device("cpu")
@@ -338,6 +339,7 @@ def test_precision_is_fp32_on_cpu_unless_asked(tmp_path):
     assert run.summary["final_train_loss"] != ref.summary["final_train_loss"]  # bf16 really ran
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_resume_with_channels_last_weights_is_exact(tmp_path, monkeypatch):
     """Checkpoints store contiguous tensors; the optimiser's moments must get the weights' layout back."""
     train_mod = importlib.import_module("aelab.train")

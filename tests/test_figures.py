@@ -44,6 +44,7 @@ def test_architecture_diagram_from_a_description(tmp_path):
         diagram({"family": "fcn", "latent_shape": [2], "parameters": 90}, tmp_path / "old.png")
 
 
+@pytest.mark.slow(reason="draws the sweep figures (~0.7 s)")
 def test_sweep_figures_from_curves_and_rows(tmp_path):
     from aelab.figures.sweep import latent_figure, losses_figure
 

@@ -226,6 +226,7 @@ def test_id_lists_and_their_errors(ae: aelab.Run) -> None:
 
 # -- the same noise through two models ------------------------------------------------------
 
+@pytest.mark.slow(reason="decodes and draws two models' variants (~0.4 s)")
 def test_compare_noise_uses_identical_noise(ae: aelab.Run, vae: aelab.Run, tmp_path: Path) -> None:
     images = ae.splits.full.by_ids([1, 2, 3])
     aug_a, aug_b, res = compare_noise(ae, vae, images, variants=4, sigma=0.5, seed=9)
@@ -349,6 +350,7 @@ def test_cli_errors_exit_2(ae: aelab.Run, tmp_path: Path, capsys) -> None:
     assert code == 2 and "--format 'csv'" in err
 
 
+@pytest.mark.slow(reason="measures sample quality with the feature net (~1.5 s)")
 def test_cli_evaluate_quality(ae: aelab.Run, vae: aelab.Run, capsys) -> None:
     code, out, _ = run_cli(["evaluate", vae.path, "--quality-n", "20", "--json"], capsys)
     res = json.loads(out)

@@ -376,7 +376,7 @@ def test_id_lists_work_or_fail_cleanly(text):
 
 # -- the command line ------------------------------------------------------------------------------
 
-from _cli import aelab as aelab_cli  # noqa: E402  the CLI in a subprocess, and its one-line-error check
+from _cli import aelab_each  # noqa: E402  the CLI in subprocesses, and its one-line-error check
 from _cli import one_line_exit_2 as bad  # noqa: E402
 
 
@@ -384,12 +384,14 @@ from _cli import one_line_exit_2 as bad  # noqa: E402
 def test_cli_bad_inputs_are_one_line(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(train_cfg()))
-    bad(aelab_cli("train", cfg, "--set", "model.latent_dim=1000000000", "--out", tmp_path / "b"),
-        "model.latent_dim=1000000000", "this machine has")
     np.save(tmp_path / "one.npy", np.zeros((8, 1, 1, 3), np.uint8))
-    bad(aelab_cli("train", cfg, "--set", f"data.source=npy:{tmp_path / 'one.npy'}", "--out", tmp_path / "c"),
-        "one.npy", "3×3")
-    bad(aelab_cli("train", cfg, "--out", cfg), "is a file, not a folder")
+    big, tiny, onto_file = aelab_each(
+        ("train", cfg, "--set", "model.latent_dim=1000000000", "--out", tmp_path / "b"),
+        ("train", cfg, "--set", f"data.source=npy:{tmp_path / 'one.npy'}", "--out", tmp_path / "c"),
+        ("train", cfg, "--out", cfg))
+    bad(big, "model.latent_dim=1000000000", "this machine has")
+    bad(tiny, "one.npy", "3×3")
+    bad(onto_file, "is a file, not a folder")
     assert not any((tmp_path / n).exists() for n in "bc")
 
 

@@ -299,6 +299,7 @@ OPTIONS = {
 }
 
 
+@pytest.mark.slow(reason="two trainings per option (~1 s)")
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_resumed_after_epoch_1_equals_uninterrupted_with_options(name, tmp_path, monkeypatch):
     cfg = {**CFG, "train": {**CFG["train"], **OPTIONS[name]}}

@@ -121,6 +121,7 @@ def test_no_cycles():
             raise AssertionError("import cycle: " + " -> ".join(cycle))
 
 
+@pytest.mark.slow(reason="imports every module below figures in a fresh process (~0.5 s)")
 def test_below_figures_nothing_draws():
     """matplotlib is imported by figures/ and above only (the figures layer check covers aelab.figures)."""
     for module, path in MODULES.items():

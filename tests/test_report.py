@@ -234,6 +234,7 @@ def test_a_freshly_trained_run_has_its_loss_figure_recorded(pair):
     assert list(manifest.read(ae.path)) == ["loss"]
 
 
+@pytest.mark.slow(reason="analyses and renders a run (~0.4 s)")
 def test_a_run_given_by_a_relative_path_records_paths_inside_it(pair, tmp_path, monkeypatch):
     shutil.copytree(pair[0].path, tmp_path / "rel")
     monkeypatch.chdir(tmp_path)
@@ -360,6 +361,7 @@ def test_cli_report_json(pair, tmp_path):
     assert data["analyse"] == f"aelab analyse {pair[0].path}"
 
 
+@pytest.mark.slow(reason="renders the report (~1.8 s)")
 def test_pdf_without_a_browser_says_how_to_install_one(pair, tmp_path, monkeypatch):
     import aelab.report.browser as browser
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _cli import aelab as aelab_cli
+from _cli import aelab_each, one_line_exit_2
 from conftest import tiny_config
 
 import aelab
@@ -151,19 +152,6 @@ def test_bad_names_are_config_errors_naming_the_key_and_value(name):
 
 # -- through the command line ------------------------------------------------------------------------------------------
 @CLI_PROCESS
-def test_force_refuses_a_folder_with_a_foreign_file(tmp_path):
-    out = tmp_path / "nr"
-    out.mkdir()
-    (out / "mydata.txt").write_bytes(b"data\x00\xff")
-    res = aelab_cli("train", config_file(tmp_path), *QUICK, "--out", out, "--force")
-    assert res.returncode == 2, res.stderr
-    assert res.stderr.startswith("aelab: error: --force refuses to replace") and "mydata.txt" in res.stderr
-    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
-    assert sorted(p.name for p in out.iterdir()) == ["mydata.txt"]
-    assert (out / "mydata.txt").read_bytes() == b"data\x00\xff"
-
-
-@CLI_PROCESS
 def test_force_replaces_a_finished_run(tmp_path):
     out = fake_run(tmp_path / "done", finished=True)
     res = aelab_cli("train", config_file(tmp_path), *QUICK, "--out", out, "--force")
@@ -191,25 +179,6 @@ def test_force_replaces_an_interrupted_run(tmp_path, monkeypatch):
     assert state(run.path) == "finished" and run.config.seed == 1
 
 
-@CLI_PROCESS
-def test_a_name_that_climbs_out_of_runs_is_refused_before_anything(tmp_path):
-    victim = tmp_path / "victim"
-    victim.mkdir()
-    (victim / "keep.txt").write_text("keep")
-    (tmp_path / "work").mkdir()
-    res = aelab_cli("train", config_file(tmp_path), *QUICK, "--set", "name=../victim", "--force",
-                    cwd=tmp_path / "work")
-    assert res.returncode == 2 and "config key 'name' = '../victim'" in res.stderr, res.stderr
-    assert (victim / "keep.txt").read_text() == "keep" and not (tmp_path / "work" / "runs").exists()
-
-
-@CLI_PROCESS
-def test_out_with_a_missing_parent(tmp_path):
-    res = aelab_cli("train", config_file(tmp_path), *QUICK, "--out", tmp_path / "no" / "run")
-    assert res.returncode == 2 and f"its parent folder {tmp_path / 'no'} does not exist" in res.stderr, res.stderr
-    assert not (tmp_path / "no").exists()
-
-
 def test_out_naming_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunError, match=f"{tmp_path / 'file'} is a file"):
@@ -233,9 +202,9 @@ def test_without_force_a_foreign_folder_is_named_not_a_run(tmp_path):
 
 
 # -- sweep, one-class, demo ---------------------------------------------------------------------------------------
-def foreign_folder(tmp_path: Path) -> Path:
-    out = tmp_path / "mine"
-    out.mkdir()
+def foreign_folder(parent: Path) -> Path:
+    out = parent / "mine"
+    out.mkdir(parents=True)
     (out / "mydata.txt").write_text("data")
     return out
 
@@ -244,30 +213,42 @@ def assert_untouched(out: Path) -> None:
     assert [p.name for p in out.iterdir()] == ["mydata.txt"] and (out / "mydata.txt").read_text() == "data"
 
 
-@CLI_PROCESS
-def test_sweep_force_refuses_a_foreign_folder(tmp_path):
+@pytest.mark.slow(reason="6 aelab processes, two at a time")
+def test_the_cli_refuses_to_write_where_it_must_not(tmp_path):
+    """Each refusal: exit 2, one line naming the folder, nothing written or deleted."""
+    cfg = config_file(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    victim = work / "victim"  # where runs/../victim would land, run from work/
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    nr = tmp_path / "nr"
+    nr.mkdir()
+    (nr / "mydata.txt").write_bytes(b"data\x00\xff")
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump({"base": tiny_config(train__max_steps=2), "grid": {"train.epochs": [1]}}))
-    out = foreign_folder(tmp_path)
-    res = aelab_cli("sweep", spec, "--out", out, "--force", "-q")
-    assert res.returncode == 2 and "not an aelab sweep folder (it holds mydata.txt)" in res.stderr, res.stderr
-    assert_untouched(out)
-
-
-@CLI_PROCESS
-def test_oneclass_force_refuses_a_foreign_folder(tmp_path):
-    out = foreign_folder(tmp_path)
-    res = aelab_cli("oneclass", config_file(tmp_path), "--out", out, "--force", "-q")
-    assert res.returncode == 2 and "not an aelab one-class folder (it holds mydata.txt)" in res.stderr, res.stderr
-    assert_untouched(out)
-
-
-@CLI_PROCESS
-def test_demo_refuses_a_foreign_folder(tmp_path):
-    out = foreign_folder(tmp_path)
-    res = aelab_cli("demo", "--quick", "--out", out)
-    assert res.returncode == 2 and "not an aelab demo folder (it holds mydata.txt)" in res.stderr, res.stderr
-    assert_untouched(out)
+    sweep_out, oneclass_out, demo_out = (foreign_folder(tmp_path / kind) for kind in ("sweep", "oneclass", "demo"))
+    results = aelab_each(
+        ("train", cfg, *QUICK, "--out", nr, "--force"),
+        ("train", cfg, *QUICK, "--set", "name=../victim", "--force"),
+        ("train", cfg, *QUICK, "--out", tmp_path / "no" / "run"),
+        ("sweep", spec, "--out", sweep_out, "--force", "-q"),
+        ("oneclass", cfg, "--out", oneclass_out, "--force", "-q"),
+        ("demo", "--quick", "--out", demo_out),
+        cwd=work)
+    needles = [("--force refuses to replace", "mydata.txt"), ("config key 'name' = '../victim'",),
+               (f"its parent folder {tmp_path / 'no'} does not exist",),
+               ("not an aelab sweep folder (it holds mydata.txt)",),
+               ("not an aelab one-class folder (it holds mydata.txt)",),
+               ("not an aelab demo folder (it holds mydata.txt)",)]
+    for res, want in zip(results, needles, strict=True):
+        one_line_exit_2(res, *want)
+    assert sorted(p.name for p in nr.iterdir()) == ["mydata.txt"]
+    assert (nr / "mydata.txt").read_bytes() == b"data\x00\xff"
+    assert (victim / "keep.txt").read_text() == "keep" and not (work / "runs").exists()
+    assert not (tmp_path / "no").exists()
+    for out in (sweep_out, oneclass_out, demo_out):
+        assert_untouched(out)
 
 
 def test_a_run_sub_folder_with_a_foreign_file_blocks_the_sweep(tmp_path):

@@ -7,7 +7,6 @@ import io
 import shlex
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from _cli import AELAB, aelab_each, one_line_exit_2
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -25,7 +25,6 @@ from aelab.latent import code_stats, data_ranges, top_elements
 from aelab.serve import create_app
 
 FACES = "builtin:faces?n=200&seed=3"
-VENV_AELAB = Path(sys.executable).with_name("aelab")
 
 
 def _config(name: str, model: dict, epochs: int = 1) -> dict:
@@ -108,6 +107,7 @@ def test_runs_lists_each_run_with_ranges_and_sliders(client, app):
     assert big["latent_size"] == 512 and len(big["sliders"]) == 6 and big["slider_order"] in ("spread", "effect")
 
 
+@pytest.mark.slow(reason="measures every element's effect on a 512-element code (~0.8 s)")
 def test_large_codes_get_their_top_elements_by_measured_effect(client, app):
     loaded = app.state.serve.runs["big"]
     assert loaded.wait_ranking(300)
@@ -524,23 +524,14 @@ def test_data_option_serves_that_source(run_dirs):
 # -- the command ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cli_missing_run_is_a_one_line_error(tmp_path):
-    proc = subprocess.run([str(VENV_AELAB), "serve", str(tmp_path / "nope")], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("aelab: error: run folder not found") and "Traceback" not in proc.stderr
-
-
-@pytest.mark.slow
-def test_cli_bad_range_is_a_one_line_error(run_dirs):
-    proc = subprocess.run([str(VENV_AELAB), "serve", str(run_dirs["ae"]), "--range", "prior"], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("aelab: error: range 'prior' needs a VAE") and "Traceback" not in proc.stderr
+def test_cli_missing_run_and_bad_range_are_one_line_errors(tmp_path, run_dirs):
+    missing, prior = aelab_each(("serve", tmp_path / "nope"), ("serve", run_dirs["ae"], "--range", "prior"))
+    one_line_exit_2(missing, "run folder not found")
+    one_line_exit_2(prior, "range 'prior' needs a VAE")
 
 
 def _serve(args: list[str], port: int) -> subprocess.Popen:
-    return subprocess.Popen([str(VENV_AELAB), "serve", *args, "--port", str(port)], stdout=subprocess.PIPE,
+    return subprocess.Popen([str(AELAB), "serve", *args, "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

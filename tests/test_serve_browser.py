@@ -9,13 +9,13 @@ import io
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from _cli import AELAB
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -24,7 +24,6 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-AELAB = Path(sys.executable).with_name("aelab")
 FACES = "builtin:faces?n=300&seed=1"
 
 # The pixels of an <img> as the page has them (RGBA, row-major), once its current src is decoded.

@@ -16,7 +16,6 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from _cli import AELAB
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,7 +33,6 @@ from PIL import Image
 from aelab.serve import create_app
 from aelab.serve.limits import JSON_LIMIT, MAX_INT, MAX_PIXELS, MULTIPART_OVERHEAD
 
-VENV_AELAB = Path(sys.executable).with_name("aelab")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "serve.md"
 UPLOAD_MB = 0.25
 UPLOAD_LIMIT = int(UPLOAD_MB * 2**20)
@@ -349,7 +348,7 @@ def server(run_dir) -> Iterator[tuple[str, subprocess.Popen]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(VENV_AELAB), "serve", str(run_dir), "--port", str(port)],
+    proc = subprocess.Popen([str(AELAB), "serve", str(run_dir), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -161,6 +161,7 @@ def test_table_matches_the_run_folders(done_sweep):
     assert "| vae_e2 | vae | 2 |" in md[5]
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_a_half_done_sweep_resumes(tmp_path, monkeypatch):
     from aelab.train import Trainer
 
@@ -216,6 +217,7 @@ def test_folder_states_and_a_changed_config(tmp_path):
     assert aelab.load_run(tmp_path / "sw" / "base").config.train.lr == 0.002
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_latent_sweep_draws_the_code_size_figure(tmp_path):
     s = load_sweep(spec(grid={"model.latent_dim": [2, 8]}, set={"data.source": "builtin:faces?n=64&size=16"}))
     result = run_sweep(s, tmp_path / "lat")
@@ -245,6 +247,7 @@ def test_load_sweep_dir_and_table_of_a_folder(done_sweep):
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_cli_sweep_json_and_set(tmp_path):
     import yaml
 

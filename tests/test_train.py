@@ -40,6 +40,7 @@ def test_training_lowers_the_loss(tmp_path):
     assert np.mean(loss[-4:]) < 0.7 * np.mean(loss[:4])
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_same_seed_same_weights(tmp_path):
     a = aelab.train(tiny_config(), out=tmp_path / "a")
     b = aelab.train(tiny_config(), out=tmp_path / "b")
@@ -99,6 +100,7 @@ def test_encode_decode_api(tiny_run):
     assert metrics["mse"] == pytest.approx(manual, rel=0.05)  # uint8 rounding of the reconstruction
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_resume_continues_to_the_same_weights(tmp_path, monkeypatch):
     full = aelab.train(tiny_config(train__epochs=3), out=tmp_path / "full")
     train_mod = importlib.import_module("aelab.train")
@@ -138,6 +140,7 @@ def test_weights_that_do_not_match_the_config(tiny_run, tmp_path):
         load_run(copy)
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_denoising_vae_and_max_steps(tmp_path):
     cfg = tiny_config(model={"type": "vae", "hidden": [32], "latent_dim": 3},
                       train={"epochs": 5, "max_steps": 3, "batch_size": 32, "input_noise": {"type": "mask",
@@ -207,6 +210,7 @@ def test_lr_schedules():
     assert plateau == pytest.approx([0.1] * 12 + [0.05] * 4)
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_early_stopping_and_keep_best(tmp_path):
     from aelab.runfolder import foreign_files
 
@@ -280,6 +284,7 @@ def test_metrics_csv_matches_the_log(tmp_path):
         assert {k: float(v) for k, v in row.items()} == pytest.approx({k: float(v) for k, v in rec.items()}, rel=1e-12)
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_tensorboard_events_hold_the_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -308,6 +313,7 @@ def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
 
 # -- feedback (part 5) -------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_progress_in_a_plain_log_prints_epoch_lines_only(tmp_path, capsys):
     aelab.train(tiny_config(), out=tmp_path / "quiet")  # progress=None: nobody watching pytest's captured stderr
     assert capsys.readouterr().err == ""
@@ -378,6 +384,7 @@ def test_threads_option(tmp_path, capsys):
     assert load_run(tmp_path / "r").config.train.threads == 1
 
 
+@pytest.mark.slow(reason="trains runs of its own (~0.5-1 s)")
 def test_weights_option_on_the_cli(tmp_path, capsys):
     from aelab.cli import main
 

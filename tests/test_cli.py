@@ -56,21 +56,21 @@ def test_info_of_a_run_and_table_output(cli_run):
 @pytest.mark.slow(reason="aelab processes that import torch (~2 s of start-up each)")
 def test_evaluate_and_reconstruct(cli_run, tmp_path):
     path, _ = cli_run
-    res = aelab("evaluate", path, "--json")
+    res, other, recon = aelab_each(
+        ("evaluate", path, "--json"), ("evaluate", path, "--json", "--data", "builtin:faces?n=12&size=16&seed=5"),
+        ("reconstruct", path, "--ids", "0,5,9", "--data", "builtin:faces?n=12&size=16", "--out", tmp_path / "r.png",
+         "--json"))
     out = json.loads(res.stdout)
     assert res.returncode == 0 and out["n"] == 40 and 0 < out["ssim"] <= 1 and out["psnr"] > 5
     # the numbers are the run's own measurement of its validation split, recomputed here from the images
     run = load_run(path)
     images = run.val_data().batch()
-    recon = run.reconstruct(images).astype(np.float64) / 255
-    assert out["mse"] == pytest.approx(((recon - images / 255) ** 2).mean(), rel=0.02)
+    recon_images = run.reconstruct(images).astype(np.float64) / 255
+    assert out["mse"] == pytest.approx(((recon_images - images / 255) ** 2).mean(), rel=0.02)
     assert out["psnr"] == pytest.approx(run.evaluate()["psnr"], rel=1e-6)
-    res = aelab("evaluate", path, "--json", "--data", "builtin:faces?n=12&size=16&seed=5")
-    assert json.loads(res.stdout)["n"] == 12
-    res = aelab("reconstruct", path, "--ids", "0,5,9", "--data", "builtin:faces?n=12&size=16", "--out",
-                tmp_path / "r.png", "--json")
-    out = json.loads(res.stdout)
-    assert res.returncode == 0 and out["ids"] == [0, 5, 9] and len(out["psnr"]) == 3
+    assert json.loads(other.stdout)["n"] == 12
+    out = json.loads(recon.stdout)
+    assert recon.returncode == 0 and out["ids"] == [0, 5, 9] and len(out["psnr"]) == 3
     assert (tmp_path / "r.png").stat().st_size > 2000
 
 

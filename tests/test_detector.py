@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 from _cli import aelab as aelab_cli
-from _cli import one_line_exit_2
+from _cli import aelab_each, one_line_exit_2
 from conftest import tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -155,12 +155,15 @@ def test_threshold_predict_cli(tiny_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run.path, run)
-    one_line_exit_2(aelab_cli("predict", run, "--data", FACES), "no threshold", "aelab threshold")
-    one_line_exit_2(aelab_cli("threshold", run, "--contamination", "0.6"), "contamination", "(0, 0.5]")
+    np.save(tmp_path / "big.npy", np.zeros((3, 20, 20, 3), np.uint8))
+    unset, too_many = aelab_each(("predict", run, "--data", FACES), ("threshold", run, "--contamination", "0.6"))
+    one_line_exit_2(unset, "no threshold", "aelab threshold")
+    one_line_exit_2(too_many, "contamination", "(0, 0.5]")
     res = aelab_cli("threshold", run, "--contamination", "0.25", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["n_flagged"] == 30  # a quarter of the 120 training images
-    res = aelab_cli("predict", run, "--data", FACES, "--out", tmp_path / "p.csv", "--json")
+    res, other_shape = aelab_each(("predict", run, "--data", FACES, "--out", tmp_path / "p.csv", "--json"),
+                                  ("predict", run, "--data", f"npy:{tmp_path / 'big.npy'}"))
     assert res.returncode == 0, res.stderr
     counts = json.loads(res.stdout)
     rows = list(csv.DictReader((tmp_path / "p.csv").read_text().splitlines()))
@@ -170,8 +173,7 @@ def test_threshold_predict_cli(tiny_run, tmp_path):
     labels = [int(r["label"]) for r in rows]
     assert labels == (scores > counts["threshold"]).astype(int).tolist()
     assert counts["n_anomalous"] == sum(labels) and counts["n_normal"] == 160 - sum(labels)
-    np.save(tmp_path / "big.npy", np.zeros((3, 20, 20, 3), np.uint8))
-    one_line_exit_2(aelab_cli("predict", run, "--data", f"npy:{tmp_path / 'big.npy'}"), "20×20×3", "16×16×3")
+    one_line_exit_2(other_shape, "20×20×3", "16×16×3")
 
 
 def test_from_run_with_a_target_fpr(tiny_run):

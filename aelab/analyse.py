@@ -222,10 +222,11 @@ def anomaly(run: Any, ctx: Context) -> Result | None:
     labels = data.get_labels()
     if labels is None or set(np.unique(labels).tolist()) != {0, 1}:
         return None
+    from aelab.errormaps import heatmaps
     from aelab.figures.anomaly import draw_maps
 
     scored = an.analyse(run, data, "mse")
-    figures = draw_maps(scored, an.heatmaps(run, scored, top_k=5, sample=0), run.figures / "anomaly")
+    figures = draw_maps(scored, heatmaps(run, scored, top_k=5, sample=0), run.figures / "anomaly")
     numbers = {k: v for k, v in scored.numbers().items() if k in ("data", "kind", "n", "metrics")}
     return Result({k: Path(v) for k, v in figures.items()}, numbers, {"data": "validation split", "kind": "mse"})
 

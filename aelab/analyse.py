@@ -295,9 +295,11 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     (``redo=False``: only those missing)."""
     from aelab import sweep as sw
     from aelab.figures.sweep import latent_figure, losses_figure
+    from aelab.sweepfile import load_sweep_dir
+    from aelab.sweeptable import sweep_table
 
     path = Path(path)
-    sweep = sw.load_sweep_dir(path)
+    sweep = load_sweep_dir(path)
     done = sw.finished(path, sweep)
     files: dict[str, str] = {}
     if not done:
@@ -306,7 +308,7 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
         curves, measure = sw.training_curves(path, done)
         losses_figure(curves, path / sw.LOSSES, title=f"{sweep.name}: training", ylabel=measure)
     files["losses"] = str(path / sw.LOSSES)
-    rows = sw.sweep_table(path, sweep)
+    rows = sweep_table(path, sweep)
     if len({r["latent_size"] for r in rows}) > 1:
         if redo or not (path / sw.LATENT).is_file():
             latent_figure(sw.latent_series(rows, sweep), path / sw.LATENT, title=f"{sweep.name}: code size")
@@ -317,13 +319,14 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
 def after_sweep(out: str | Path) -> dict[str, str]:
     """What ``aelab sweep`` draws once its runs are trained: each finished run's loss curve (where not yet
     recorded, as ``aelab train`` draws it) and the sweep's own figures. Nothing when ``out`` is no sweep."""
-    from aelab import sweep as sw
     from aelab.run import load_run
+    from aelab.sweep import finished
+    from aelab.sweepfile import is_sweep, load_sweep_dir
 
     out = Path(out)
-    if not sw.is_sweep(out):
+    if not is_sweep(out):
         return {}
-    for v in sw.finished(out, sw.load_sweep_dir(out)):
+    for v in finished(out, load_sweep_dir(out)):
         if manifest.entry(out / v.name, "loss") is None:
             analyse_run(load_run(out / v.name), ["loss"])
     return sweep_figures(out)
@@ -334,7 +337,7 @@ def analyse(targets: list[str | Path] | str | Path, only: list[str] | None = Non
     """``aelab analyse``: every run folder in ``targets`` (a sweep folder: its finished runs and its
     figures), brought up to what the report shows. Returns per run what happened (``analyse_run``)."""
     from aelab.run import load_run
-    from aelab.sweep import is_sweep, load_sweep_dir
+    from aelab.sweepfile import is_sweep, load_sweep_dir
 
     started = time.perf_counter()
     targets = [targets] if isinstance(targets, str | Path) else list(targets)

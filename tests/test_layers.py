@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("analyses", ("aelab.codestats", "aelab.scorenorm", "aelab.edits", "aelab.latent", "aelab.generate",
                   "aelab.anomaly", "aelab.graph", "aelab.quality", "aelab.oneclass", "aelab.sweep", "aelab.info",
                   "aelab.detector", "aelab.export", "aelab.pixel", "aelab.rankmetrics",
-                  "aelab.scorekernels", "aelab.errormaps")),
+                  "aelab.scorekernels", "aelab.errormaps", "aelab.sweepfile", "aelab.sweeptable")),
     ("figures", ("aelab.figures",)),
     ("apps", ("aelab.report", "aelab.serve", "aelab.demo", "aelab.analyse", "aelab.notebook")),
     ("entry", ("aelab.cli", "aelab.__main__", "aelab")),

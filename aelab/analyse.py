@@ -8,7 +8,7 @@ on disk -- by calling the analysis functions, drawing their figures under
 ``aelab.manifest.record``.
 
 Each analysis is one function below (``ANALYSES`` lists them in report order), so
-the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.anomaly`` live in
+the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.codenoise`` / ``aelab.anomaly`` live in
 one small place. A sweep folder is analysed as its finished runs plus the sweep's
 own figures (``losses.png``, ``latent.png``).
 """
@@ -171,14 +171,14 @@ def _partner(run: Any, runs: list[Any]) -> Any:
 
 
 def noise(run: Any, ctx: Context) -> Result | None:
-    from aelab import generate
+    from aelab import codenoise
     from aelab.figures.generate import same_noise_figure
 
     partner = _partner(run, ctx.runs) if run.variational else None
     if partner is None:
         return None
     ids = run.val_data().ids[:4].tolist()
-    aug_a, aug_b, numbers = generate.compare_noise(partner, run, generate.select(partner, ids), 5, 0.5, 0)
+    aug_a, aug_b, numbers = codenoise.compare_noise(partner, run, codenoise.select(partner, ids), 5, 0.5, 0)
     path = same_noise_figure(aug_a, aug_b, numbers, run.figures / "noise_compare.png")
     return Result({"noise": path}, {k: numbers[k] for k in ("a", "b") if k in numbers},
                   {"partner": str(partner.path), "ids": ids, "sigma": 0.5, "seed": 0})

@@ -12,10 +12,11 @@ from scipy.spatial.distance import mahalanobis
 
 import aelab
 from aelab import anomaly
+from aelab.codenoise import augment
 from aelab.codestats import RIDGE, CodeStats, code_stats, file_name, weights_hash
 from aelab.errormaps import heatmaps
 from aelab.errors import AelabError
-from aelab.generate import augment, latent_prior, sample
+from aelab.generate import latent_prior, sample
 from aelab.scorekernels import latent_gaussian
 
 SOURCE = "builtin:faces?n=120&size=16&anomaly_fraction=0.25"

@@ -8,9 +8,10 @@ on disk -- by calling the analysis functions, drawing their figures under
 ``aelab.manifest.record``.
 
 Each analysis is one function below (``ANALYSES`` lists them in report order), so
-the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.codenoise`` / ``aelab.anomaly`` live in
-one small place. A sweep folder is analysed as its finished runs plus the sweep's
-own figures (``losses.png``, ``latent.png``).
+the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.codenoise`` /
+``aelab.anomaly`` live in one small place. A sweep folder is analysed as its finished runs
+plus the sweep's own figures (``losses.png``, ``latent.png``). One module (~360 lines) on
+purpose: the analyses and the driver that decides which are missing are one table, read together.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ The results live in the analyses layer and draw nothing; this module (apps) regi
 neither the results' modules nor matplotlib: a formatter runs, and draws, only when a result is shown.
 ``aelab/__init__`` calls ``register`` when aelab is imported inside IPython. Figures are embedded as
 base64 PNG, so a saved notebook shows them with no files beside it.
+
+One module (~370 lines) on purpose: one small formatter per result type over shared HTML
+pieces, registered from one table; split, the table and the pieces would be imported everywhere.
 """
 
 from __future__ import annotations

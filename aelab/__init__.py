@@ -115,7 +115,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """An exported name, or a submodule (``aelab.anomaly.metrics`` works after a bare ``import aelab``)."""
+    """An exported name, or a submodule (``aelab.rankmetrics.metrics`` works after a bare ``import aelab``)."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

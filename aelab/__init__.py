@@ -37,8 +37,8 @@ _EXPORTS = {
     "traverse": "aelab.latent",
     "interpolate": "aelab.latent",
     "sample": "aelab.generate",
-    "augment": "aelab.generate",
-    "compare_noise": "aelab.generate",
+    "augment": "aelab.codenoise",
+    "compare_noise": "aelab.codenoise",
     "code_stats": "aelab.codestats",
     "score": "aelab.anomaly",
     "oneclass": "aelab.oneclass",
@@ -99,13 +99,14 @@ def run_sweep(sweep: Any, out: Any, **kwargs: Any) -> Any:
 
 if TYPE_CHECKING:
     from aelab.anomaly import score
+    from aelab.codenoise import augment, compare_noise
     from aelab.codestats import code_stats
     from aelab.config import Config, load_config
     from aelab.data import ImageSet, Preprocess, load_images
     from aelab.detector import AutoencoderDetector
     from aelab.errors import AelabError
     from aelab.export import export
-    from aelab.generate import augment, compare_noise, sample
+    from aelab.generate import sample
     from aelab.latent import edit, interpolate, traverse
     from aelab.models import create_model
     from aelab.notebook import show
@@ -114,7 +115,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """An exported name, or a submodule (``aelab.anomaly.metrics`` works after a bare ``import aelab``)."""
+    """An exported name, or a submodule (``aelab.rankmetrics.metrics`` works after a bare ``import aelab``)."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

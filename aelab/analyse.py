@@ -8,9 +8,10 @@ on disk -- by calling the analysis functions, drawing their figures under
 ``aelab.manifest.record``.
 
 Each analysis is one function below (``ANALYSES`` lists them in report order), so
-the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.anomaly`` live in
-one small place. A sweep folder is analysed as its finished runs plus the sweep's
-own figures (``losses.png``, ``latent.png``).
+the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.codenoise`` /
+``aelab.anomaly`` live in one small place. A sweep folder is analysed as its finished runs
+plus the sweep's own figures (``losses.png``, ``latent.png``). One module (~360 lines) on
+purpose: the analyses and the driver that decides which are missing are one table, read together.
 """
 
 from __future__ import annotations
@@ -171,14 +172,14 @@ def _partner(run: Any, runs: list[Any]) -> Any:
 
 
 def noise(run: Any, ctx: Context) -> Result | None:
-    from aelab import generate
+    from aelab import codenoise
     from aelab.figures.generate import same_noise_figure
 
     partner = _partner(run, ctx.runs) if run.variational else None
     if partner is None:
         return None
     ids = run.val_data().ids[:4].tolist()
-    aug_a, aug_b, numbers = generate.compare_noise(partner, run, generate.select(partner, ids), 5, 0.5, 0)
+    aug_a, aug_b, numbers = codenoise.compare_noise(partner, run, codenoise.select(partner, ids), 5, 0.5, 0)
     path = same_noise_figure(aug_a, aug_b, numbers, run.figures / "noise_compare.png")
     return Result({"noise": path}, {k: numbers[k] for k in ("a", "b") if k in numbers},
                   {"partner": str(partner.path), "ids": ids, "sigma": 0.5, "seed": 0})
@@ -222,10 +223,11 @@ def anomaly(run: Any, ctx: Context) -> Result | None:
     labels = data.get_labels()
     if labels is None or set(np.unique(labels).tolist()) != {0, 1}:
         return None
+    from aelab.errormaps import heatmaps
     from aelab.figures.anomaly import draw_maps
 
     scored = an.analyse(run, data, "mse")
-    figures = draw_maps(scored, an.heatmaps(run, scored, top_k=5, sample=0), run.figures / "anomaly")
+    figures = draw_maps(scored, heatmaps(run, scored, top_k=5, sample=0), run.figures / "anomaly")
     numbers = {k: v for k, v in scored.numbers().items() if k in ("data", "kind", "n", "metrics")}
     return Result({k: Path(v) for k, v in figures.items()}, numbers, {"data": "validation split", "kind": "mse"})
 
@@ -294,9 +296,11 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     (``redo=False``: only those missing)."""
     from aelab import sweep as sw
     from aelab.figures.sweep import latent_figure, losses_figure
+    from aelab.sweepfile import load_sweep_dir
+    from aelab.sweeptable import sweep_table
 
     path = Path(path)
-    sweep = sw.load_sweep_dir(path)
+    sweep = load_sweep_dir(path)
     done = sw.finished(path, sweep)
     files: dict[str, str] = {}
     if not done:
@@ -305,7 +309,7 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
         curves, measure = sw.training_curves(path, done)
         losses_figure(curves, path / sw.LOSSES, title=f"{sweep.name}: training", ylabel=measure)
     files["losses"] = str(path / sw.LOSSES)
-    rows = sw.sweep_table(path, sweep)
+    rows = sweep_table(path, sweep)
     if len({r["latent_size"] for r in rows}) > 1:
         if redo or not (path / sw.LATENT).is_file():
             latent_figure(sw.latent_series(rows, sweep), path / sw.LATENT, title=f"{sweep.name}: code size")
@@ -316,13 +320,14 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
 def after_sweep(out: str | Path) -> dict[str, str]:
     """What ``aelab sweep`` draws once its runs are trained: each finished run's loss curve (where not yet
     recorded, as ``aelab train`` draws it) and the sweep's own figures. Nothing when ``out`` is no sweep."""
-    from aelab import sweep as sw
     from aelab.run import load_run
+    from aelab.sweep import finished
+    from aelab.sweepfile import is_sweep, load_sweep_dir
 
     out = Path(out)
-    if not sw.is_sweep(out):
+    if not is_sweep(out):
         return {}
-    for v in sw.finished(out, sw.load_sweep_dir(out)):
+    for v in finished(out, load_sweep_dir(out)):
         if manifest.entry(out / v.name, "loss") is None:
             analyse_run(load_run(out / v.name), ["loss"])
     return sweep_figures(out)
@@ -333,7 +338,7 @@ def analyse(targets: list[str | Path] | str | Path, only: list[str] | None = Non
     """``aelab analyse``: every run folder in ``targets`` (a sweep folder: its finished runs and its
     figures), brought up to what the report shows. Returns per run what happened (``analyse_run``)."""
     from aelab.run import load_run
-    from aelab.sweep import is_sweep, load_sweep_dir
+    from aelab.sweepfile import is_sweep, load_sweep_dir
 
     started = time.perf_counter()
     targets = [targets] if isinstance(targets, str | Path) else list(targets)

@@ -1,4 +1,4 @@
-"""Anomaly detection by reconstruction: per-image scores, ranking metrics, heat maps.
+"""Anomaly detection by reconstruction: per-image scores over a data set, the result, its record.
 
 A model trained on normal images reconstructs normal images well and anomalies
 badly, so how badly an image comes back ranks it. Every score is "higher = more
@@ -28,15 +28,13 @@ to [0, 1], so numbers read the same for ``range: [-1, 1]`` and ``[0, 1]``:
               with its mean and std on the run's held-out normal images
               (``heldout_stats``, ``aelab.scorenorm``); per image, like the single kinds
 
-``analyse`` returns an ``AnomalyResult``; ``heatmaps`` computes the error maps its
-figures need (drawn by ``aelab.figures.anomaly``), ``record`` writes ``RUN/anomaly.json``.
-One module (about 480 lines) on purpose: the score kinds, the ranking metrics they are judged
-by and the result that carries both are one analysis, read and changed together.
+``analyse`` returns an ``AnomalyResult``, with the ranking metrics of ``aelab.rankmetrics`` when
+the data has labels; ``record`` writes ``RUN/anomaly.json``. The per-batch kernels are in
+``aelab.scorekernels``, the error maps the figures draw (``heatmaps``) in ``aelab.errormaps``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,12 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from aelab import distributed
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, closest
 from aelab.io import atomic_write, write_json
+from aelab.rankmetrics import anomaly_labels, metrics
+from aelab.scorekernels import batch_scores, latent_gaussian, quantized
 from aelab.tables import to_pandas
 
 if TYPE_CHECKING:
@@ -61,7 +60,6 @@ MIXES = ("combined", "normalised")
 """The kinds made of other kinds' scores (``components_for``)."""
 COMBINED_WEIGHTS = {"mse": 0.5, "latent": 0.5}
 ANOMALY_JSON = "anomaly.json"
-MAX_FPR = 0.05
 Images = np.ndarray | ImageSet | str | None
 
 
@@ -152,82 +150,6 @@ def heldout_stats(run: Run) -> dict[str, tuple[float, float]]:
     return run.cache[key]
 
 
-def batch_scores(run: Run, x: torch.Tensor, kinds: Sequence[str],
-                 gauss: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 model: torch.nn.Module | None = None, *,
-                 refs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Per-image scores of one model-range batch (call under ``torch.inference_mode``);
-    ``gauss``: ``latent_gaussian(run)`` for ``latent``; ``refs``: ``scorenorm.reference_codes(run)``
-    for ``knn``; ``model`` replaces the run's model (a quantised copy)."""
-    model, pre = run.model if model is None else model, run.preprocess
-    if model.variational:
-        mean, logvar = model.encode_stats(x)
-        code = mean
-    else:
-        code = model.encode(x)
-    recon = model.decode(code).float()
-    x = x.float()
-    out: dict[str, torch.Tensor] = {}
-    if {"mse", "l2", "l1"} & set(kinds):
-        diff = (recon - x).flatten(1).mul_(1.0 / (pre.hi - pre.lo))
-        if "l1" in kinds:
-            out["l1"] = diff.abs().mean(1)
-        sq = diff.square_()
-        if "mse" in kinds:
-            out["mse"] = sq.mean(1)
-        if "l2" in kinds:
-            out["l2"] = sq.sum(1).sqrt_()
-    if "ssim" in kinds:
-        from aelab.metrics import ssim
-
-        try:
-            out["ssim"] = 1.0 - ssim(pre.to_unit(recon), pre.to_unit(x))
-        except ValueError as exc:
-            raise AelabError(f"score kind 'ssim': {exc}") from None
-    if "elbo" in kinds:
-        from aelab.models.vae import kl_divergence
-
-        out["elbo"] = per_image_loss(recon, x, run.config.train.loss) + \
-            model.params.beta * kl_divergence(mean.float(), logvar.float()) / math.prod(model.input_shape)
-    if "latent" in kinds:
-        if gauss is None:
-            raise AelabError("score kind 'latent' needs the Gaussian fitted to the training codes")
-        mu, whiten = gauss
-        out["latent"] = ((code.flatten(1).float() - mu) @ whiten).square_().sum(1).sqrt_()
-    if "knn" in kinds:
-        from aelab.scorenorm import knn_distance
-
-        if refs is None:
-            raise AelabError("score kind 'knn' needs the training codes (scorenorm.reference_codes)")
-
-        out["knn"] = knn_distance(code, refs)
-    return out
-
-
-def quantized(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose Linear layers run in int8 (dynamic quantisation, CPU only).
-
-    The fcn's time is almost all in two 12288×1024 matrix products; int8 kernels
-    (VNNI) do them 1.4-2× faster, and the reconstructions move by about 1e-3
-    of the range (benchmarks/score_speed.py measures the effect on the ranking)."""
-    import warnings
-
-    if next(model.parameters()).device.type != "cpu":
-        raise AelabError("int8 scoring runs on the CPU only; load the run with device='cpu'")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the eager-mode API is deprecated in favour of torchao, still works
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
-
-
-def per_image_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """The training reconstruction loss, one mean per image (model-range units, like training)."""
-    if kind == "l1":
-        return (recon - target).abs().flatten(1).mean(1)
-    if kind == "bce":
-        return F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target, reduction="none").flatten(1).mean(1)
-    return (recon - target).square().flatten(1).mean(1)
-
-
 def combine(parts: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
     """Weighted sum of rank-normalised scores (ranks in (0, 1], ties share their mean rank)."""
     weights = weights or COMBINED_WEIGHTS
@@ -256,94 +178,6 @@ def resolve_images(run: Run, images: Images, labels: str | None = None) -> Image
     if images is None or isinstance(images, str):
         images = run.data(images, labels)
     return run.check_images(images)
-
-
-# -- the latent Gaussian ---------------------------------------------------------
-
-def latent_gaussian(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and whitening matrix W of ``code_stats(run)``, float32 on the run's device:
-    ``|(z - mean) @ W|`` is the Mahalanobis distance (W = L⁻ᵀ of the covariance's Cholesky factor)."""
-    from aelab.codestats import code_stats
-
-    stats = code_stats(run)
-    return (torch.from_numpy(stats.mean_).float().to(run.device),
-            torch.from_numpy(stats.whitening()).float().to(run.device))
-
-
-# -- metrics ----------------------------------------------------------------------
-
-def anomaly_labels(labels: np.ndarray, normal: Sequence[int] | None = None) -> np.ndarray:
-    """Boolean "is anomalous" per image: label not in ``normal``, or label 1 of 0/1 labels."""
-    labels = np.asarray(labels)
-    if labels.dtype == bool:
-        return labels
-    if normal is not None:
-        return ~np.isin(labels, list(normal))
-    values = np.unique(labels)
-    if not set(values.tolist()) <= {0, 1}:
-        shown = ", ".join(map(str, values[:10])) + (" ..." if len(values) > 10 else "")
-        raise AelabError(f"labels hold the values {shown}; anomaly metrics need 0 (normal) / 1 (anomalous) labels, "
-                         f"or the normal classes named (see `aelab oneclass`)")
-    return labels == 1
-
-
-def metrics(scores: np.ndarray, labels: np.ndarray, max_fpr: float = MAX_FPR) -> dict[str, Any]:
-    """ROC AUC, PR AUC (average precision), the best-F1 threshold and TPR at ``max_fpr`` FPR.
-
-    ``labels``: True / 1 = anomalous. An image is called anomalous when its score
-    is >= the threshold. With only one class present, the metrics that need both
-    are None and ``undefined`` says why."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = anomaly_labels(np.asarray(labels).ravel())
-    if len(s) != len(y):
-        raise AelabError(f"{len(y)} labels for {len(s)} scores")
-    if not len(s):
-        raise AelabError("no scores to measure")
-    if not np.isfinite(s).all():
-        raise AelabError(f"{int((~np.isfinite(s)).sum())} score(s) are NaN or infinite")
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    out: dict[str, Any] = {"n": len(s), "n_anomalous": n_pos, "n_normal": n_neg,
-                           "score_mean_normal": float(s[~y].mean()) if n_neg else None,
-                           "score_mean_anomalous": float(s[y].mean()) if n_pos else None,
-                           "roc_auc": None, "pr_auc": None, "best_f1": None, "threshold": None,
-                           "precision": None, "recall": None, f"tpr_at_{round(max_fpr * 100):g}pct_fpr": None}
-    if n_pos == 0 or n_neg == 0:
-        which = "normal" if n_pos == 0 else "anomalous"
-        why = f"the labels hold only {which} images, and these metrics compare normal with anomalous ones"
-        out["undefined"] = {k: why for k, v in out.items() if v is None and k not in ("score_mean_normal",
-                                                                                    "score_mean_anomalous")}
-        return out
-    tps, fps, thresholds = _counts(s, y)
-    tpr, fpr = tps / n_pos, fps / n_neg
-    precision = tps / (tps + fps)
-    f1 = np.divide(2 * precision * tpr, precision + tpr, out=np.zeros_like(tpr), where=(precision + tpr) > 0)
-    best = int(np.argmax(f1))
-    ok = fpr <= max_fpr
-    out.update({
-        "roc_auc": float(np.trapezoid(np.r_[0.0, tpr], np.r_[0.0, fpr])),
-        "pr_auc": float(np.sum(np.diff(np.r_[0.0, tpr]) * precision)),
-        "best_f1": float(f1[best]), "threshold": float(thresholds[best]),
-        "precision": float(precision[best]), "recall": float(tpr[best]),
-        f"tpr_at_{round(max_fpr * 100):g}pct_fpr": float(tpr[ok].max()) if ok.any() else 0.0,
-    })
-    return out
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds), starting at (0, 0) with threshold +inf."""
-    y = anomaly_labels(labels)
-    tps, fps, thresholds = _counts(np.asarray(scores, dtype=np.float64), y)
-    return np.r_[0.0, fps / max(len(y) - y.sum(), 1)], np.r_[0.0, tps / max(y.sum(), 1)], np.r_[np.inf, thresholds]
-
-
-def _counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True and false positives when calling every score >= t anomalous, per distinct t (descending)."""
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each run of equal scores
-    tps = np.cumsum(y)[last].astype(np.float64)
-    return tps, (last + 1) - tps, s[last]
 
 
 # -- files ------------------------------------------------------------------------
@@ -468,55 +302,6 @@ def record(run: Run, result: AnomalyResult) -> Path:
     result.record = str(path)
     write_json(path, {**result.numbers(), "figures": {k: _relative(v, run.path) for k, v in result.figures.items()}})
     return path
-
-
-# -- error maps for the figures -------------------------------------------------------
-
-@dataclass
-class HeatMaps:
-    """A few images with their reconstructions and per-pixel errors, for ``figures.anomaly.heatmap_figure``."""
-
-    name: str
-    """``worst`` or ``sample``: the file the figure goes to."""
-    title: str
-    tags: list[str]
-    inputs: np.ndarray
-    """uint8 N×H×W×C after the run's preprocessing."""
-    recons: np.ndarray
-    errors: np.ndarray
-    """float N×H×W squared error, channel mean, [0, 1] pixel units."""
-    masks: np.ndarray | None = None
-    """bool N×H×W true defects on the same grid (``aelab.pixel``), outlined on the heat maps."""
-
-
-def error_maps(run: Run, images: ImageSet | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(inputs, reconstructions, per-pixel squared error) for a few images: uint8 N×H×W×C twice
-    (after the run's preprocessing) and float N×H×W (channel mean, [0, 1] pixel units)."""
-    x = run.to_model(images)
-    recon = run.reconstruct_tensor(x)
-    err = ((recon - x) / (run.preprocess.hi - run.preprocess.lo)).square().mean(1)
-    return run.preprocess.inverse(x), run.preprocess.inverse(recon), err.numpy()
-
-
-def heatmaps(run: Run, result: AnomalyResult, top_k: int = 8, sample: int = 8,
-             masks: np.ndarray | None = None) -> list[HeatMaps]:
-    """Error maps of the ``top_k`` highest scores and of a seeded random ``sample`` (seed 0); ``masks``
-    (bool N×h×w on the model's grid, one per scored image) go with them."""
-    scores, images, ids, anomalous = result.scores, result.images, result.ids, result.anomalous
-    picks = {"worst": np.argsort(-scores, kind="stable")[:max(top_k, 0)],
-             "sample": np.sort(np.random.default_rng(0).choice(len(scores), min(max(sample, 0), len(scores)),
-                                                               replace=False))}
-    out = []
-    for name, pos in picks.items():
-        if not len(pos):
-            continue
-        subset = images.subset(pos) if isinstance(images, ImageSet) else np.asarray(images[pos])
-        title = (f"{run.name}: the {len(pos)} highest {result.kind} scores" if name == "worst"
-                 else f"{run.name}: {len(pos)} images drawn at random")
-        tags = [f"id {ids[p]}\n{scores[p]:.4g}" + ("" if anomalous is None else
-                                                   (" anom." if anomalous[p] else " normal")) for p in pos]
-        out.append(HeatMaps(name, title, tags, *error_maps(run, subset), masks=None if masks is None else masks[pos]))
-    return out
 
 
 def _label_array(labels: str | Path | np.ndarray, n: int) -> np.ndarray:

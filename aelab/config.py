@@ -5,6 +5,10 @@ A config has four parts — ``data``, ``model``, ``train`` and the top-level
 (the value is parsed as YAML). The ``model`` part is validated by the model
 family its ``type`` names, so each family owns its keys (see ``aelab.models``).
 Validation errors name the key, its value and the closest valid key.
+
+One module (~370 lines) on purpose: the schema and its loading are one thing. Every way in
+(a file, a mapping, ``--set``) ends in the same validation, whose messages walk the schema as it
+is defined here (the valid keys, the closest one, the section a misplaced key belongs to).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ detector is a Run folder, read without pickle, and ``aelab predict RUN`` applies
 Parameters follow scikit-learn's rules: ``__init__`` stores them and nothing else (checked in
 ``fit``), ``get_params`` / ``set_params`` / ``sklearn.base.clone`` see every one, config
 overrides included (``train__epochs=5`` or ``**{"train.epochs": 5}``).
+
+One module (~370 lines) for one estimator: its parameter checks, the class, and the saved
+detector's file and ``predict_source`` are the estimator's contract, changed together.
 """
 
 from __future__ import annotations

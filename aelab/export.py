@@ -6,7 +6,7 @@ Parts (``PARTS``), each with a dynamic batch axis:
 ``decoder``      code -> float N×C×H×W in the model range
 ``autoencoder``  float N×C×H×W -> its reconstruction
 ``scorer``       uint8 N×H×W×C images -> one float score per image: the run's preprocessing
-                 (``Preprocess``), the model and the score (``aelab.anomaly.batch_scores``) traced into one
+                 (``Preprocess``), the model and the score (``aelab.scorekernels.batch_scores``) traced into one
                  graph, so it equals ``run.score(images, kind)`` up to float rounding
 
 The graphs are traced from the very code aelab runs (``Preprocess.__call__``, ``batch_scores``), so
@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from aelab.anomaly import batch_scores, check_kind, latent_gaussian
+from aelab.anomaly import check_kind
 from aelab.errors import AelabError, closest
 from aelab.io import atomic_write, write_json
 from aelab.run import roundtrip
 from aelab.runfolder import make_folder
+from aelab.scorekernels import batch_scores, latent_gaussian
 
 if TYPE_CHECKING:
     from aelab.run import Run

@@ -1,5 +1,5 @@
-"""What a training run tells the person watching: a line per epoch, a progress bar in a
-terminal or a notebook, and the per-epoch CSV beside ``metrics.jsonl``.
+"""What a training run tells the person watching: a line per epoch, and a progress bar in a
+terminal or a notebook.
 
 Kept apart from the loop so ``aelab.train`` reads as the loop; nothing here changes
 what is trained.
@@ -7,23 +7,11 @@ what is trained.
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import time
 from typing import Any
 
 from aelab.errors import AelabError
-
-
-def epoch_csv(records: list[dict[str, Any]]) -> str:
-    """The per-epoch records as CSV text, columns in the order they first appear (metrics.jsonl's numbers)."""
-    columns = list(dict.fromkeys(k for r in records for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
 
 
 def check_tensorboard() -> None:

@@ -49,6 +49,11 @@ LABELS = {
     "ssim": "val SSIM",
 }
 
+# the same labels under the keys of metrics.jsonl's epoch records (and the sweep table's val_* columns)
+EPOCH_LABELS = {epoch_key: LABELS[key] for epoch_key, key in (
+    ("train_loss", "final_train_loss"), ("train_mse_01", "final_train_mse_01"), ("train_kl", "final_train_kl"),
+    ("val_mse", "mse"), ("val_psnr", "psnr"), ("val_ssim", "ssim"))}
+
 
 def labelled(summary: dict[str, Any]) -> dict[str, Any]:
     """A summary's loss and reconstruction numbers under labels that carry their units (``LABELS``); a

@@ -5,6 +5,9 @@ The results live in the analyses layer and draw nothing; this module (apps) regi
 neither the results' modules nor matplotlib: a formatter runs, and draws, only when a result is shown.
 ``aelab/__init__`` calls ``register`` when aelab is imported inside IPython. Figures are embedded as
 base64 PNG, so a saved notebook shows them with no files beside it.
+
+One module (~370 lines) on purpose: one small formatter per result type over shared HTML
+pieces, registered from one table; split, the table and the pieces would be imported everywhere.
 """
 
 from __future__ import annotations
@@ -273,8 +276,8 @@ FORMATTERS: dict[tuple[str, str], Callable[[Any], str]] = {
     ("aelab.latent", "TraversalResult"): traversal_html,
     ("aelab.latent", "InterpolationResult"): interpolation_html,
     ("aelab.generate", "Samples"): samples_html,
-    ("aelab.generate", "Augmented"): augment_html,
-    ("aelab.generate", "NoiseComparison"): noise_html,
+    ("aelab.codenoise", "Augmented"): augment_html,
+    ("aelab.codenoise", "NoiseComparison"): noise_html,
     ("aelab.anomaly", "AnomalyResult"): anomaly_html,
     ("aelab.sweep", "SweepResult"): sweep_html,
     ("aelab.oneclass", "OneClassResult"): oneclass_html,

@@ -1,6 +1,6 @@
 """Pixel-level anomaly results where defect masks exist: pixel AUROC and PRO, as anomalib reports them.
 
-The anomaly map of an image is its per-pixel squared reconstruction error (``anomaly.error_maps``,
+The anomaly map of an image is its per-pixel squared reconstruction error (``errormaps.error_maps``,
 after the run's preprocessing). Masks mark the defective pixels (True = defect):
 
 - ``builtin:faces`` with ``anomaly_fraction``: a defective face is its normal twin damaged (the same
@@ -23,9 +23,10 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from aelab.anomaly import error_maps, metrics
 from aelab.data.imageset import ImageSet
+from aelab.errormaps import error_maps
 from aelab.errors import AelabError
+from aelab.rankmetrics import metrics
 
 if TYPE_CHECKING:
     from aelab.run import Run

@@ -21,7 +21,7 @@ MKL choose their algorithm and the split of a sum among threads from the batch
 size and the thread count; without a fixed block a row decoded among 5 differs
 from the same row decoded among 64 in the last bits, which flips uint8 rounding.
 
-About 420 lines: Run, its checks of the folder it opens, and the one batch and fixed-block
+About 430 lines: Run, its checks of the folder it opens, and the one batch and fixed-block
 path every encode and decode goes through belong together.
 """
 

@@ -1,4 +1,4 @@
-"""Rows of numbers as a table: a list of dicts for code, a pandas DataFrame on request, and how one
+"""Rows of numbers as a table: a list of dicts for code, CSV text, a pandas DataFrame on request, and how one
 number is written in a cell (the CLI's tables and the notebook displays).
 
 pandas is not a dependency of aelab: ``to_pandas`` imports it only when asked and says how to
@@ -7,6 +7,8 @@ install it when it is missing.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +29,16 @@ def cell(value: Any) -> str:
             return "-"
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
+
+
+def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """``rows`` as CSV text, columns in the order they first appear (a missing value is an empty cell)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def to_pandas(rows: Sequence[dict[str, Any]]) -> Any:

@@ -47,7 +47,7 @@ from aelab.data.imageset import ImageSet
 from aelab.data.splits import fit_preprocess, make_splits
 from aelab.data.transforms import Preprocess
 from aelab.errors import AelabError, RunError, TrainingInterrupted
-from aelab.feedback import Feedback, check_tensorboard, epoch_csv, interactive
+from aelab.feedback import Feedback, check_tensorboard, interactive
 from aelab.io import atomic_write, dumps_json, remove, remove_stray_temps, save_tensors, write_json
 from aelab.limits import check_training
 from aelab.logunits import SUMMARY_UNITS, mse_01
@@ -66,6 +66,7 @@ from aelab.runfolder import (
     WEIGHTS,
 )
 from aelab.schedule import Best, EarlyStopping, Schedule
+from aelab.tables import rows_csv
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -467,7 +468,7 @@ class Trainer:
         """metrics.csv (rewritten whole, so a resumed run's file holds each epoch once) and TensorBoard."""
         self.epoch_records.append(record)
         if "csv" in self.cfg.train.log:
-            atomic_write(self.out / METRICS_CSV, epoch_csv(self.epoch_records))
+            atomic_write(self.out / METRICS_CSV, rows_csv(self.epoch_records))
         if board:
             for key, value in record.items():
                 if key not in ("step", "epoch") and isinstance(value, int | float):

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aelab.codenoise import augment
 from aelab.figures.generate import samples_figure
-from aelab.generate import augment, sample
+from aelab.generate import sample
 from aelab.quality import generation_quality
 from aelab.run import load_run
 

@@ -71,7 +71,7 @@ def pyod_scores(train_x: np.ndarray, test_x: np.ndarray, epochs: int) -> tuple[n
 def run_pyod(result: dict, epochs: int) -> dict:
     """PyOD's AutoEncoder on exactly the splits the aelab runs used (read back from their Run folders)."""
     import aelab
-    from aelab.anomaly import metrics
+    from aelab.rankmetrics import metrics
 
     rows = []
     for row in result["rows"]:
@@ -90,7 +90,7 @@ def run_detector(result: dict, config: Path, overrides: list[str], kind: str) ->
     """``aelab.AutoencoderDetector`` (the estimator) fitted on each class's normal training images and
     scored on the same test set: what a PyOD user would write, timed like PyOD (fit + score)."""
     import aelab
-    from aelab.anomaly import metrics
+    from aelab.rankmetrics import metrics
 
     rows = []
     test_set = _test_set(result)

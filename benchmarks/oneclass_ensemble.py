@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("studies", type=Path, nargs="+")
     args = ap.parse_args()
     import aelab
-    from aelab.anomaly import metrics
+    from aelab.rankmetrics import metrics
 
     summaries = [json.loads((s / "oneclass.json").read_text()) for s in args.studies]
     kinds = {s["kind"] for s in summaries}

@@ -46,7 +46,7 @@ def main() -> None:
     import json
 
     import aelab
-    from aelab.anomaly import metrics
+    from aelab.rankmetrics import metrics
 
     summary = json.loads((args.study / "oneclass.json").read_text())
     full = aelab.load_images(summary["data"])

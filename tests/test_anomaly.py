@@ -13,7 +13,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from typer.testing import CliRunner
 
 import aelab
-from aelab import anomaly
+from aelab import anomaly, rankmetrics
 from aelab.cli.common import app
 from aelab.data.transforms import Preprocess, fit_steps
 from aelab.errors import AelabError, ConfigError
@@ -61,7 +61,7 @@ def test_metrics_match_scikit_learn(seed):
         rng = np.random.default_rng(seed)
         y = (rng.random(500) < 0.2).astype(int)
         s = np.round(rng.normal(size=500) + y, 1)  # rounding makes many ties
-    m = anomaly.metrics(s, y)
+    m = rankmetrics.metrics(s, y)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert m["pr_auc"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
     p, r, t = precision_recall_curve(y, s)
@@ -77,7 +77,7 @@ def test_metrics_match_scikit_learn(seed):
 
 
 def test_fixed_example_by_hand():
-    m = anomaly.metrics([0.9, 0.8, 0.3, 0.1], [1, 0, 1, 0])
+    m = rankmetrics.metrics([0.9, 0.8, 0.3, 0.1], [1, 0, 1, 0])
     # pairs (anomalous, normal): (0.9>0.8), (0.9>0.1), (0.3<0.8), (0.3>0.1) -> 3/4
     assert m["roc_auc"] == pytest.approx(0.75)
     # AP: precision 1 at recall 0.5, precision 2/3 at recall 1 -> (1 + 2/3) / 2
@@ -87,7 +87,7 @@ def test_fixed_example_by_hand():
 
 @pytest.mark.parametrize("labels", [[0, 0, 0, 0], [1, 1, 1, 1]])
 def test_single_class_labels_give_what_is_defined_and_say_why(labels):
-    m = anomaly.metrics([0.1, 0.2, 0.3, 0.4], labels)
+    m = rankmetrics.metrics([0.1, 0.2, 0.3, 0.4], labels)
     assert m["roc_auc"] is None and m["pr_auc"] is None and m["tpr_at_5pct_fpr"] is None
     assert m["n"] == 4
     which = "normal" if labels[0] == 0 else "anomalous"
@@ -98,11 +98,11 @@ def test_single_class_labels_give_what_is_defined_and_say_why(labels):
 
 def test_metrics_reject_bad_labels():
     with pytest.raises(AelabError, match="3 labels for 4 scores"):
-        anomaly.metrics([1, 2, 3, 4], [0, 1, 0])
+        rankmetrics.metrics([1, 2, 3, 4], [0, 1, 0])
     with pytest.raises(AelabError, match="0 .normal. / 1 .anomalous."):
-        anomaly.metrics([1, 2, 3], [0, 1, 2])
+        rankmetrics.metrics([1, 2, 3], [0, 1, 2])
     with pytest.raises(AelabError, match="NaN"):
-        anomaly.metrics([1, np.nan, 3], [0, 1, 0])
+        rankmetrics.metrics([1, np.nan, 3], [0, 1, 0])
 
 
 def test_rank_normalise_and_combine():
@@ -122,13 +122,13 @@ def test_every_kind_ranks_corrupted_above_clean(fcn_run, clean_and_corrupt, kind
     images, labels = clean_and_corrupt
     s = anomaly.score(fcn_run, images, kind)
     assert s.shape == (80,) and s.dtype == np.float64
-    assert anomaly.metrics(s, labels)["roc_auc"] > 0.97
+    assert rankmetrics.metrics(s, labels)["roc_auc"] > 0.97
 
 
 @pytest.mark.parametrize("kind", ["mse", "ssim", "elbo"])
 def test_vae_kinds_rank_corrupted_above_clean(vae_run, clean_and_corrupt, kind):
     images, labels = clean_and_corrupt
-    assert anomaly.metrics(anomaly.score(vae_run, images, kind), labels)["roc_auc"] > 0.97
+    assert rankmetrics.metrics(anomaly.score(vae_run, images, kind), labels)["roc_auc"] > 0.97
 
 
 def test_scores_match_an_independent_computation(fcn_run, vae_run, clean_and_corrupt):
@@ -163,7 +163,7 @@ def test_int8_scores_stay_close_to_fp32(fcn_run, clean_and_corrupt):
     assert not np.array_equal(fp32, int8)  # the int8 path really ran
     assert int8 == pytest.approx(fp32, rel=0.05)
     assert spearmanr(fp32, int8).statistic > 0.99
-    assert anomaly.metrics(int8, labels)["roc_auc"] > 0.97
+    assert rankmetrics.metrics(int8, labels)["roc_auc"] > 0.97
 
 
 def test_latent_score_is_the_mahalanobis_distance(fcn_run, clean_and_corrupt):

@@ -12,9 +12,12 @@ from scipy.spatial.distance import mahalanobis
 
 import aelab
 from aelab import anomaly
+from aelab.codenoise import augment
 from aelab.codestats import RIDGE, CodeStats, code_stats, file_name, weights_hash
+from aelab.errormaps import heatmaps
 from aelab.errors import AelabError
-from aelab.generate import augment, latent_prior, sample
+from aelab.generate import latent_prior, sample
+from aelab.scorekernels import latent_gaussian
 
 SOURCE = "builtin:faces?n=120&size=16&anomaly_fraction=0.25"
 
@@ -122,7 +125,7 @@ def test_sampling_and_the_latent_score_share_one_gaussian(ae: aelab.Run) -> None
     stats = code_stats(ae)
     assert prior.stats is stats and s.prior.stats is stats
     np.testing.assert_array_equal(s.codes, stats.sample(6, seed=0))
-    mean, whiten = anomaly.latent_gaussian(ae)
+    mean, whiten = latent_gaussian(ae)
     np.testing.assert_allclose(mean.numpy(), stats.mean_, rtol=1e-6)
     np.testing.assert_allclose(whiten.numpy(), stats.whitening(), rtol=1e-5, atol=1e-6)
     images = ae.splits.full.batch(slice(0, 5))
@@ -150,7 +153,7 @@ def test_figures_draw_from_results_without_a_model(ae: aelab.Run, tmp_path: Path
     s = sample(ae, 6, seed=0)
     aug = augment(ae, "0-2", variants=3, seed=1)
     res = anomaly.analyse(ae, SOURCE)
-    maps = anomaly.heatmaps(ae, res, top_k=3, sample=2)
+    maps = heatmaps(ae, res, top_k=3, sample=2)
     assert [m.name for m in maps] == ["worst", "sample"] and maps[0].errors.shape == (3, 16, 16)
     res.images = None  # the figures need the results and the maps only
     figs = draw_maps(res, maps, tmp_path / "maps")

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 import aelab
-from aelab.generate import augment, sample
+from aelab.codenoise import augment
+from aelab.generate import sample
 from aelab.run import DECODE_ROWS, ROWS, fixed_kernels
 
 ROOT = Path(__file__).resolve().parents[1]

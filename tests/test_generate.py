@@ -13,18 +13,10 @@ import pytest
 
 import aelab
 from aelab.cli import main
+from aelab.codenoise import augment, code_noise, compare_noise, select
 from aelab.errors import AelabError
 from aelab.figures.generate import same_noise_figure
-from aelab.generate import (
-    augment,
-    code_noise,
-    compare_noise,
-    fit_gaussian,
-    fit_gmm,
-    latent_prior,
-    sample,
-    select,
-)
+from aelab.generate import fit_gaussian, fit_gmm, latent_prior, sample
 from aelab.quality import FeatureExtractor, feature_run, frechet_distance, generation_quality, sharpness
 
 SOURCE = "builtin:faces?n=200&size=16&anomaly_fraction=0.3"

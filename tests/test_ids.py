@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aelab.cli import main
+from aelab.codenoise import augment, select
 from aelab.data.ids import check_base, format_ids, from_rows, parse_ids, to_rows
 from aelab.data.imageset import ImageSet
 from aelab.errors import AelabError, DataError
-from aelab.generate import augment, select
 
 HOMEWORK = "1-5,226-230,841-845,1471-1475"
 """The seed study's picks: 1-based, indexed i - 1 in its code."""

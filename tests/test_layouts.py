@@ -8,10 +8,10 @@ import pytest
 from _cli import aelab
 from _cli import one_line_exit_2 as bad
 
+from aelab.codenoise import augment, select
 from aelab.data import load_images
 from aelab.data.imageset import SourceFormat
 from aelab.errors import AelabError
-from aelab.generate import augment, select
 
 N, H = 40, 16
 

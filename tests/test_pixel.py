@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from aelab.anomaly import error_maps
 from aelab.data.sources import load_images
+from aelab.errormaps import error_maps
 from aelab.errors import AelabError
 from aelab.pixel import analyse_pixels, faces_masks, masks_for, pixel_auroc, pro, read_masks, to_model_grid
 

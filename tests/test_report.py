@@ -266,11 +266,12 @@ def test_anomaly_and_quality_sections_appear_with_their_data(analysed, tmp_path)
                                                   "fd_generated": 12.3456, "fd_reconstructed": 4.5,
                                                   "fd_train_vs_held_out": 1.25}))
     from aelab import anomaly
+    from aelab.errormaps import heatmaps
     loaded = aelab.load_run(run)
     from aelab.figures.anomaly import draw_maps
 
     res = anomaly.analyse(loaded, "builtin:faces?n=48&size=16&anomaly_fraction=0.25")
-    res.figures = draw_maps(res, anomaly.heatmaps(loaded, res), run / "figures" / "anomaly")
+    res.figures = draw_maps(res, heatmaps(loaded, res), run / "figures" / "anomaly")
     anomaly.record(loaded, res)
     assert (run / "anomaly.json").is_file()
     record = json.loads((run / "anomaly.json").read_text())

@@ -252,7 +252,8 @@ def test_the_cli_refuses_to_write_where_it_must_not(tmp_path):
 
 
 def test_a_run_sub_folder_with_a_foreign_file_blocks_the_sweep(tmp_path):
-    from aelab.sweep import load_sweep, run_sweep
+    from aelab.sweep import run_sweep
+    from aelab.sweepfile import load_sweep
 
     out = tmp_path / "sw"
     out.mkdir()

@@ -18,7 +18,9 @@ import aelab.cli  # noqa: F401  (registers the commands)
 from aelab.analyse import sweep_figures
 from aelab.cli.common import app
 from aelab.errors import AelabError, ConfigError
-from aelab.sweep import cores, label, load_sweep, load_sweep_dir, run_name, run_state, run_sweep, sweep_table, table_md
+from aelab.sweep import cores, run_state, run_sweep
+from aelab.sweepfile import label, load_sweep, load_sweep_dir, run_name
+from aelab.sweeptable import sweep_table, table_md
 
 BASE = tiny_config(train={"epochs": 1, "batch_size": 32, "lr": 0.003})
 

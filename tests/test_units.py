@@ -146,10 +146,32 @@ def _piped(*args, cwd=None) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_table_headers_read_as_they_always_have():
+    """The sweep's table.md and the report's per-epoch table take their headers from ``logunits``; pinned
+    here as written, so a label changed in one place shows in every table on purpose, not by accident."""
+    import re
+
+    from aelab.report.sections import _epochs
+    from aelab.sweeptable import table_md
+
+    row = {"run": "z3", "final_train_loss": 0.1, "final_train_mse_01": 0.02, "val_mse": 0.03, "val_psnr": 20.0,
+           "val_ssim": 0.5, "time_s": 1.0, "latent_size": 3, "compression": 256.0}
+    assert table_md([row]).splitlines()[0] == (
+        "| run | train loss (objective) | train MSE [0,1] | val MSE [0,1] | val PSNR (dB) | val SSIM | time (s) "
+        "| code size | compression |")
+    record = {"epoch": 1, "train_loss": 0.1, "train_mse_01": 0.02, "train_kl": 3.0, "val_mse": 0.03,
+              "val_psnr": 20.0, "val_ssim": 0.5}
+    vae = ["epoch", "train loss (objective)", "train MSE [0,1]", "train KL (nats)", "val MSE [0,1]",
+           "val PSNR (dB)", "val SSIM"]
+    assert re.findall(r"<th(?: [^>]*)?>(.*?)</th>", _epochs([record])) == vae
+    ae = {k: v for k, v in record.items() if k != "train_kl"}
+    assert re.findall(r"<th(?: [^>]*)?>(.*?)</th>", _epochs([ae])) == [h for h in vae if "KL" not in h]
+
+
 @pytest.mark.slow
 def test_train_and_sweep_tables_keep_every_number_and_path_in_a_narrow_pipe(tmp_path):
     from aelab.cli.common import fmt
-    from aelab.sweep import MD_HEADERS, format_cell
+    from aelab.sweeptable import MD_HEADERS, format_cell
 
     deep = tmp_path / "a folder with a rather long name" / "and another one below it"
     deep.mkdir(parents=True)

@@ -39,7 +39,8 @@ def score_cmd(
     import torch
 
     from aelab import distributed
-    from aelab.anomaly import analyse, heatmaps, record
+    from aelab.anomaly import analyse, record
+    from aelab.errormaps import heatmaps
     from aelab.figures.anomaly import draw_maps
     from aelab.run import load_run
 

@@ -56,7 +56,8 @@ def sweep(
 ) -> None:
     """Train every run of a sweep (finished runs are skipped, so a stopped sweep resumes) and tabulate them."""
     from aelab import run_sweep  # the facade: trains, then draws the runs' loss curves and the sweep's figures
-    from aelab.sweep import MD_HEADERS, format_cell, load_sweep
+    from aelab.sweepfile import load_sweep
+    from aelab.sweeptable import MD_HEADERS, format_cell
 
     s = load_sweep(spec, overrides)
     log = None if as_json else console.print

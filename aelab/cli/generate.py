@@ -71,11 +71,11 @@ def augment(
     as_json: bool = JSON,
 ) -> None:
     """Noisy-code variants of chosen images, saved as data (and labels) for augmentation."""
+    from aelab.codenoise import augment as run_augment
+    from aelab.codenoise import select
     from aelab.data.ids import format_ids
     from aelab.errors import AelabError
     from aelab.figures.generate import augment_figure
-    from aelab.generate import augment as run_augment
-    from aelab.generate import select
     from aelab.run import load_run
 
     if fmt not in ("npz", "npy"):
@@ -122,10 +122,10 @@ def compare_noise(
     as_json: bool = JSON,
 ) -> None:
     """The same noise through two models: original, A's variants, B's variants, per image."""
+    from aelab.codenoise import compare_noise as same_noise
+    from aelab.codenoise import select
     from aelab.data.ids import format_ids
     from aelab.figures.generate import same_noise_figure
-    from aelab.generate import compare_noise as same_noise
-    from aelab.generate import select
     from aelab.run import load_run
 
     ra, rb = load_run(run_a, weights=weights), load_run(run_b, weights=weights)

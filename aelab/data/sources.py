@@ -6,6 +6,9 @@ N×C×H×W (channels first) or N×H×W, uint8 or float in [0, 1], and the ImageS
 are memory-mapped when they are already uint8, so a 1.2 GB course data set
 costs no memory until a batch is read. Built-in sets take their parameters in
 the string: ``builtin:faces?n=2000&anomaly_fraction=0.1&seed=1``.
+
+One module (~370 lines) on purpose: each kind's loader is short, and all of them go through
+the same checks before reading (``.npy`` headers, ``as_uint8_images``, labels), which live here once.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aelab.anomaly import analyse, heatmaps, record
+from aelab.anomaly import analyse, record
 from aelab.config import config_from_dict
+from aelab.errormaps import heatmaps
 from aelab.figures.anomaly import draw_maps
 from aelab.run import SUMMARY, load_run
 from aelab.runfolder import SCORES

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aelab.codenoise import augment, compare_noise, select
 from aelab.figures.generate import same_noise_figure, samples_figure
-from aelab.generate import augment, compare_noise, sample, select
+from aelab.generate import sample
 from aelab.quality import generation_quality, sharpness
 
 DEMO_IDS = "1-5,226-230,841-845,1471-1475"

@@ -1,6 +1,6 @@
 """Figures of ``aelab.anomaly``'s results: error heat maps, the score histogram, the ROC curve.
 
-Drawn from an ``AnomalyResult`` and the ``HeatMaps`` that ``anomaly.heatmaps`` computed, never from a model.
+Drawn from an ``AnomalyResult`` and the ``HeatMaps`` that ``errormaps.heatmaps`` computed, never from a model.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from aelab.anomaly import MAX_FPR, AnomalyResult, HeatMaps, metrics, roc_curve
+from aelab.anomaly import AnomalyResult
+from aelab.errormaps import HeatMaps
 from aelab.figures.base import plt, save, show_image
+from aelab.rankmetrics import MAX_FPR, metrics, roc_curve
 
 
 def draw_maps(result: AnomalyResult, maps: Sequence[HeatMaps], folder: str | Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Figures of ``aelab.generate``'s results: sample grids, augmentations, the same noise through two models.
+"""Figures of ``aelab.generate``'s and ``aelab.codenoise``'s results: sample grids, augmentations, the same
+noise through two models.
 
 Each takes a result (``Samples``, ``Augmented``, ``compare_noise``'s numbers), never a Run or a model.
 """
@@ -10,8 +11,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from aelab.codenoise import Augmented
 from aelab.figures.base import image_grid
-from aelab.generate import Augmented, Samples
+from aelab.generate import Samples
 
 
 def samples_figure(samples: Samples, path: str | Path, name: str = "") -> Path:

@@ -53,7 +53,7 @@ def build_report(targets: list[str | Path] | str | Path, out: str | Path, *, tit
 
     ``pdf`` also renders the page to PDF (True: next to ``out``) with headless Chromium. The result's
     ``hints`` say what each run or sweep lacks, and ``analyse`` the one command that completes them all."""
-    from aelab.sweep import is_sweep
+    from aelab.sweepfile import is_sweep
 
     started = time.perf_counter()
     targets = [targets] if isinstance(targets, str | Path) else list(targets)

@@ -16,6 +16,7 @@ from typing import Any
 from aelab import manifest
 from aelab.config import Config, load_config
 from aelab.errors import RunError
+from aelab.logunits import EPOCH_LABELS
 from aelab.report.html import card_html, esc, figure, fmt, key_values, slug, table_html
 from aelab.runfolder import CONFIG, METRICS, SUMMARY, WEIGHTS
 
@@ -115,9 +116,8 @@ def _figs(run: RunFiles, name: str) -> str:
 
 def _epochs(records: list[dict[str, Any]]) -> str:
     kl = any("train_kl" in r for r in records)
-    rows = [{"epoch": r.get("epoch"), "train loss (objective)": r.get("train_loss"),
-             "train MSE [0,1]": r.get("train_mse_01"), **({"train KL (nats)": r.get("train_kl")} if kl else {}),
-             "val MSE [0,1]": r.get("val_mse"), "val PSNR (dB)": r.get("val_psnr"), "val SSIM": r.get("val_ssim")}
+    keys = [k for k in EPOCH_LABELS if kl or k != "train_kl"]
+    rows = [{"epoch": r.get("epoch"), **{EPOCH_LABELS[k]: r.get(k) for k in keys}}
             for r in records if "train_loss" in r]
     return f"<details><summary>Per epoch</summary>{table_html(rows, cls='compact')}</details>" if rows else ""
 
@@ -215,9 +215,11 @@ def run_section(run: RunFiles, report: Any) -> str:
 def sweep_section(path: Path, report: Any) -> tuple[str, list[Path]]:
     """The sweep's comparison table and its figures (when ``aelab sweep`` / ``aelab analyse`` drew them)."""
     from aelab import sweep as sw
+    from aelab.sweepfile import label, load_sweep_dir
+    from aelab.sweeptable import MD_HEADERS, format_cell, sweep_table
 
-    sweep = sw.load_sweep_dir(path)
-    rows = sw.sweep_table(path, sweep)
+    sweep = load_sweep_dir(path)
+    rows = sweep_table(path, sweep)
     finished = [path / r["run"] for r in rows]
     varied = ", ".join(sweep.varied) or "nothing"
     missing_runs = [v.name for v in sweep.variants if not (path / v.name / SUMMARY).exists()]
@@ -230,18 +232,18 @@ def sweep_section(path: Path, report: Any) -> tuple[str, list[Path]]:
         report.to_analyse.setdefault(str(path), False)
         note += f'<p class="note">The sweep\'s figures are not drawn yet: run <code>{esc(command)}</code>.</p>'
 
-    legend = "".join(f"<li><code>{esc(v.name)}</code>: {esc(sw.label(v.settings) or 'the base config')}</li>"
+    legend = "".join(f"<li><code>{esc(v.name)}</code>: {esc(label(v.settings) or 'the base config')}</li>"
                      for v in sweep.variants if (path / v.name / SUMMARY).exists())
     # columns equal in every run go above the table, so the table shows what differs
     same = [c for c in (rows[0] if len(rows) > 1 else {}) if c != "run" and len({str(r.get(c)) for r in rows}) == 1]
-    shared = "; ".join(f"{sw.MD_HEADERS.get(c, c)} {sw.format_cell(c, rows[0][c])}" for c in same)
+    shared = "; ".join(f"{MD_HEADERS.get(c, c)} {format_cell(c, rows[0][c])}" for c in same)
     body = (f"<p>{len(rows)} runs in <code>{esc(path)}</code>, varying {esc(varied)}. Validation metrics are "
             f"computed on images in [0, 1], as is the train MSE; the train loss is each run's objective (train.loss on "
             f"data.range, + β·KL/D for a VAE), the mean over the last epoch: compare it only between runs of one "
             f"loss and range."
             + (f" The same in every run: {esc(shared)}." if shared else "") + f"</p>{note}"
-            + table_html([{k: v for k, v in r.items() if k not in same} for r in rows], headers=sw.MD_HEADERS,
-                         formats=sw.format_cell, cls="compact")
+            + table_html([{k: v for k, v in r.items() if k not in same} for r in rows], headers=MD_HEADERS,
+                         formats=format_cell, cls="compact")
             + figure(losses if losses.is_file() else None, "training curve of every run, reconstruction MSE per "
                                                            "pixel on [0, 1] (the training objective for older runs, "
                                                            "as its axis says; moving average over the faint "

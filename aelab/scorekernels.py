@@ -102,4 +102,4 @@ def latent_gaussian(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
 
     stats = code_stats(run)
     return (torch.from_numpy(stats.mean_).float().to(run.device),
-            torch.from_numpy(stats.whitening()).float().to(run.device))
+            torch.tensor(stats.whitening(), dtype=torch.float32, device=run.device))  # read-only: copied

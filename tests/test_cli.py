@@ -120,7 +120,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, cli_run):
 
 @pytest.mark.slow(reason="trains and analyses the quick demo's two runs in a process")
 def test_demo_quick_json(tmp_path):
-    res = aelab("demo", "--quick", "--out", tmp_path / "demo", "--json")
+    res = aelab("demo", "--quick", "--out", tmp_path / "demo", "--json", timeout=900)  # ~40 s on an idle machine
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert [r["family"] for r in out["table"]] == ["fcn", "vae"]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from _cli import aelab
+from _cli import aelab_each
 from _cli import one_line_exit_2 as bad
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,13 +123,13 @@ def test_keys_a_family_ignores_are_errors_naming_it(model, needles):
 
 @pytest.mark.slow
 def test_cli_spatial_code_and_ignored_key(tmp_path):
-    res = aelab("info", "configs/course-conv.yaml", "--input-shape", "50x50x3", "--json",
-                "--set", "model.channels=[64]", "--set", "model.kernel=3", "--set", "model.padding=0",
-                "--set", "model.downsample=none")
+    res, slope, hidden = aelab_each(
+        ("info", "configs/course-conv.yaml", "--input-shape", "50x50x3", "--json", "--set", "model.channels=[64]",
+         "--set", "model.kernel=3", "--set", "model.padding=0", "--set", "model.downsample=none"),
+        ("info", "configs/course-conv.yaml", "--set", "model.negative_slope=0.3"),
+        ("info", "configs/course-conv.yaml", "--set", "model.hidden=[8]"))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["latent_shape"] == [64, 48, 48] and out["layers"][-1]["output_shape"][-3:] == [3, 50, 50]
-    bad(aelab("info", "configs/course-conv.yaml", "--set", "model.negative_slope=0.3"),
-        "model.negative_slope", "model family 'conv'")
-    bad(aelab("info", "configs/course-conv.yaml", "--set", "model.hidden=[8]"),
-        "'model.hidden' is not used by model family 'conv'")
+    bad(slope, "model.negative_slope", "model family 'conv'")
+    bad(hidden, "'model.hidden' is not used by model family 'conv'")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _cli import one_line_exit_2
+from _cli import aelab_each, one_line_exit_2
 
 import aelab
 from aelab.data.sources import load_images
@@ -146,14 +146,14 @@ def aelab_cli(*args, pre="pass"):
 
 @pytest.mark.slow
 def test_export_cli(tiny_run, tmp_path):
-    one_line_exit_2(aelab_cli("export", tiny_run.path, "--out", tmp_path / "x", "--part", "decodr"), "decodr",
-                    "decoder")
-    one_line_exit_2(aelab_cli("export", tiny_run.path, "--out", tmp_path / "x", "--format", "tflite"), "tflite",
-                    "onnx, torchscript")
-    one_line_exit_2(aelab_cli("export", tiny_run.path, "--out", tmp_path / "x", pre="sys.modules['onnx'] = None"),
+    part, fmt, res = aelab_each(("export", tiny_run.path, "--out", tmp_path / "x", "--part", "decodr"),
+                                ("export", tiny_run.path, "--out", tmp_path / "y", "--format", "tflite"),
+                                ("export", tiny_run.path, "--out", tmp_path / "s", "--part", "scorer", "--json"))
+    one_line_exit_2(part, "decodr", "decoder")
+    one_line_exit_2(fmt, "tflite", "onnx, torchscript")
+    one_line_exit_2(aelab_cli("export", tiny_run.path, "--out", tmp_path / "z", pre="sys.modules['onnx'] = None"),
                     "pip install 'aelab[export]'")
-    assert not (tmp_path / "x").exists()
-    res = aelab_cli("export", tiny_run.path, "--out", tmp_path / "x", "--part", "scorer", "--json")
+    assert not any((tmp_path / name).exists() for name in "xyz")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert list(out["files"]) == ["scorer"] and out["score"] == "mse"

@@ -152,6 +152,22 @@ def load_weights(model: Autoencoder, path: Path) -> None:
     model.load_state_dict(state)
 
 
+def as_trained(config: Config, weights_file: Path) -> Config:
+    """The config the weights were trained with. Until aelab recorded the config in the weights' metadata
+    (2026-12-01), a max-pool convolution padded 'same' whatever ``model.padding`` said; a run from then
+    is rebuilt that way, so its weights load and compute as they did when it was trained."""
+    model = config.model
+    if getattr(model, "downsample", None) != "maxpool" or getattr(model, "padding", None) is None:
+        return config
+    from aelab.checkpoint import read_weights_metadata
+
+    try:
+        read_weights_metadata(weights_file)
+    except RunError:  # no config recorded (or unreadable: load_weights then says so)
+        return config.model_copy(update={"model": model.model_copy(update={"padding": None})})
+    return config
+
+
 MAX_SIDE = 1 << 20  # no image dimension is larger: a bigger number in summary.json is damage, not data
 
 
@@ -202,7 +218,7 @@ class Run:
                 "has no summary.json"
             raise RunError(f"{self.path}: not a finished run ({state}); finish it with `aelab train "
                            f"{self.path / CONFIG} --out {self.path} --resume`")
-        self.config: Config = load_config(self.path / CONFIG)
+        self.config: Config = as_trained(load_config(self.path / CONFIG), self.weights_file)
         self.summary: dict[str, Any] = read_summary(self.path / SUMMARY)
         self.device = torch.device(device)
         for name, value in (("rows", rows), ("decode_rows", decode_rows)):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aelab.config import config_from_dict
-from aelab.errors import ConfigError
+from aelab.errors import ConfigError, RunError
 from aelab.models import create_model
 from aelab.models.conv import conv_min_side
 
@@ -133,3 +133,32 @@ def test_cli_spatial_code_and_ignored_key(tmp_path):
     assert out["latent_shape"] == [64, 48, 48] and out["layers"][-1]["output_shape"][-3:] == [3, 50, 50]
     bad(slope, "model.negative_slope", "model family 'conv'")
     bad(hidden, "'model.hidden' is not used by model family 'conv'")
+
+
+@pytest.mark.parametrize("latent_dim", [8, None])
+def test_a_maxpool_run_from_before_padding_counted_loads_as_it_was_trained(trained, tmp_path, latent_dim):
+    """Before 2026-12-01 max-pool steps padded 'same' whatever model.padding said, and the weights held no
+    config. Such a run (made here from a new one: padding written into config.yaml, the weights' metadata
+    dropped) loads with its weights and gives the reconstructions it gave; a new run keeps its padding."""
+    import shutil
+
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    from aelab.run import load_run
+
+    model = {"type": "conv", "channels": [4, 8], "kernel": 3, "downsample": "maxpool", "latent_dim": latent_dim}
+    new = trained({"name": "pool", "seed": 0, "data": {"source": "builtin:faces?n=64&size=16", "val_fraction": 0.25},
+                   "model": model, "train": {"epochs": 1, "batch_size": 16}})
+    images = new.val_data().batch()
+    old = shutil.copytree(new.path, tmp_path / "old")
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    cfg["model"]["padding"] = 0  # ignored by max-pool steps then; a 3×3 kernel without padding shrinks now
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    save_file(load_file(old / "model.safetensors"), old / "model.safetensors")  # no metadata, as then
+    run = load_run(old)
+    assert run.config.model.padding is None
+    assert (run.reconstruct(images) == new.reconstruct(images)).all()
+    shutil.copy(new.path / "model.safetensors", old / "model.safetensors")  # weights of today: padding counts
+    with pytest.raises(RunError, match="weights do not match the run's config"):
+        load_run(old)

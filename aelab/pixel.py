@@ -94,15 +94,18 @@ def pro(maps: np.ndarray, masks: np.ndarray, max_fpr: float = MAX_FPR, steps: in
     normal = maps[~masks]
     if n_regions == 0 or not normal.size:
         return None
-    # thresholds from the defect-free pixels' quantiles: FPR runs from max_fpr down to 0
+    # thresholds from the defect-free pixels' quantiles, ascending: FPR runs from max_fpr down to 0
     thresholds = np.quantile(normal, 1 - np.linspace(max_fpr, 0, steps))
     region_of, defect = regions[masks], maps[masks]
     sizes = np.bincount(region_of, minlength=n_regions + 1)[1:]
-    fprs, overlaps = [], []
-    for t in thresholds:
-        fprs.append((normal > t).mean())
-        overlaps.append((np.bincount(region_of[defect > t], minlength=n_regions + 1)[1:] / sizes).mean())
-    fpr, overlap = np.array(fprs[::-1]), np.array(overlaps[::-1])
+    # FPR per threshold: the defect-free pixels above it, counted by one search in their sorted values
+    fpr = (normal.size - np.searchsorted(np.sort(normal), thresholds, side="right")) / normal.size
+    # a defect pixel is above the first ``passed`` thresholds; weighted by 1 / its region's size and summed
+    # from the highest threshold down, that is each threshold's sum over regions of their overlap
+    passed = np.searchsorted(thresholds, defect, side="left")
+    weights = np.bincount(passed, 1.0 / sizes[region_of - 1], minlength=steps + 1)
+    overlap = np.cumsum(weights[::-1])[::-1][1:] / n_regions
+    fpr, overlap = fpr[::-1], overlap[::-1]
     keep = fpr <= max_fpr
     fpr, overlap = np.r_[0.0, fpr[keep], max_fpr], np.r_[overlap[keep][0], overlap[keep], overlap[keep][-1]]
     return float(np.trapezoid(overlap, fpr) / max_fpr)

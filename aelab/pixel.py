@@ -17,7 +17,7 @@ a threshold, and integrates that over the false-positive rate on defect-free pix
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -121,13 +121,18 @@ class PixelResult:
     n_images: int
     n_with_defects: int
     defect_pixel_share: float
+    masks: np.ndarray | None = field(default=None, repr=False)
+    """bool N×h×w: the masks on the error maps' grid (what the heat maps outline); not in ``numbers``."""
 
     def numbers(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "masks"}
 
 
 def maps_of(run: Run, images: ImageSet | np.ndarray) -> np.ndarray:
-    """Per-pixel squared error (float32 N×h×w on the model's grid), computed ``CHUNK`` images at a time."""
+    """Per-pixel squared error (float32 N×h×w on the model's grid), computed ``CHUNK`` images at a time.
+
+    A pass of its own rather than kept from the score pass: that one streams (possibly sharded, possibly
+    int8) and keeps one number per image, where these maps are fp32 ``error_maps``, the heat maps' pixels."""
     outs = []
     for start in range(0, len(images), CHUNK):
         pos = np.arange(start, min(start + CHUNK, len(images)))
@@ -144,4 +149,4 @@ def analyse_pixels(run: Run, images: ImageSet | np.ndarray, masks: np.ndarray,
     if maps.shape != grid.shape:
         raise AelabError(f"masks become {grid.shape[1:]} after preprocessing but the error maps are {maps.shape[1:]}")
     return PixelResult(pixel_auroc(maps, grid), pro(maps, grid, max_fpr), max_fpr, len(grid),
-                       int(grid.reshape(len(grid), -1).any(1).sum()), float(grid.mean()))
+                       int(grid.reshape(len(grid), -1).any(1).sum()), float(grid.mean()), masks=grid)

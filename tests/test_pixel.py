@@ -111,6 +111,8 @@ def test_masks_go_through_the_geometric_steps(tiny_run, trained):
     maps = error_maps(cropped, images)[2]
     assert result.pixel_auroc == pytest.approx(pixel_auroc(maps, masks[:, 2:14, 3:13]), abs=1e-9)
     assert result.n_with_defects == 30 and 0 <= result.pro <= 1
+    np.testing.assert_array_equal(result.masks, masks[:, 2:14, 3:13])  # the grid the CLI's heat maps outline
+    assert "masks" not in result.numbers() and json.dumps(result.numbers())
 
 
 def test_user_masks_and_their_errors(tmp_path):

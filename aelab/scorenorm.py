@@ -41,20 +41,18 @@ NORMALISED_PARTS = ("ssim", "latent", "knn")
 def reference_codes(run: Run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean, whitening W, whitened training codes) as float32 tensors on the run's device.
 
-    The codes are those ``code_stats(run)`` is fitted to (the same seeded subsample of at
-    most ``codestats.FIT_MAX`` training images), so ``latent`` and ``knn`` share one space."""
+    The codes are those ``code_stats(run)`` is fitted to (``codestats.fit_images``: the same seeded
+    subsample of at most ``codestats.FIT_MAX`` training images), encoded once for both when neither is
+    cached, so ``latent`` and ``knn`` share one space."""
     key = ("knn_reference",)
     if key not in run.cache:
-        from aelab.codestats import FIT_MAX, code_stats
+        from aelab.codestats import code_stats, fit_images
 
-        stats = code_stats(run)
-        images = run.splits.train
-        if len(images) > FIT_MAX:
-            pick = np.sort(np.random.default_rng(run.config.seed).choice(len(images), FIT_MAX, replace=False))
-            images = images.subset(pick)
-        codes = run.encode(images).reshape(len(images), -1).astype(np.float64)
-        white = (codes - stats.mean_) @ stats.whitening()
-        run.cache[key] = tuple(torch.from_numpy(np.ascontiguousarray(a)).float().to(run.device)
+        images = fit_images(run)
+        codes = run.encode(images).reshape(len(images), -1)
+        stats = code_stats(run, codes=codes)  # fitted from these codes unless the fit is cached
+        white = (codes.astype(np.float64) - stats.mean_) @ stats.whitening()
+        run.cache[key] = tuple(torch.from_numpy(np.asarray(a, np.float32)).to(run.device)  # float32 copies, writable
                                for a in (stats.mean_, stats.whitening(), white))
     return run.cache[key]
 

@@ -73,10 +73,12 @@ class RunFiles:
         return self.family == "vae"
 
     def metrics_log(self) -> list[dict[str, Any]]:
+        """``checkpoint.metrics_log`` (an older log in today's terms); none when the log is missing or unreadable."""
+        from aelab.checkpoint import metrics_log
+
         try:
-            with open(self.path / METRICS) as fh:
-                return [json.loads(line) for line in fh if line.strip()]
-        except (FileNotFoundError, json.JSONDecodeError):
+            return metrics_log(self.path / METRICS, self.config.to_dict())
+        except (FileNotFoundError, RunError):
             return []
 
     def figures(self, name: str) -> dict[str, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shlex
 import shutil
@@ -515,3 +516,28 @@ def test_an_old_style_log_is_reported_in_todays_terms(pair, tmp_path):
     want = [r["train_mse_01"] for r in lines if "train_mse_01" in r]
     got = [r["train_mse_01"] for r in aelab.load_run(old).metrics_log() if "train_loss" in r]
     assert got == pytest.approx(want, abs=2e-7)
+
+
+def test_a_deleted_figure_is_asked_for_as_analyse_would_make_it(pair, tmp_path):
+    """The report and ``aelab analyse`` share ``manifest.current``: a recorded figure deleted from disk is
+    named with the command that makes it again (no --redo needed), and that command does."""
+    run = tmp_path / "gone"
+    shutil.copytree(pair[0].path, run)
+    (run / "figures" / "loss.png").unlink()
+    assert not manifest.current(run, "loss")
+    result = build_report([run], tmp_path / "r.html")
+    command = f"aelab analyse {shlex.quote(str(run))}"
+    assert result["analyse"] == command
+    assert "out of date (a figure or record file gone or changed): loss" in result["hints"][0]
+    assert result["hints"][0].endswith(f"run `{command}`")
+    assert "out of date (a figure or record file gone or changed): loss" in (tmp_path / "r.html").read_text()
+    assert analyse([run], ["loss"])["runs"][str(run)]["recorded"] == ["loss"]  # without --redo
+    assert manifest.current(run, "loss") and (run / "figures" / "loss.png").is_file()
+    # a record adopted from a file is current while that file is unchanged
+    (run / "anomaly.json").write_text("{}")
+    manifest.record(run, "anomaly", params={"from": "anomaly.json",
+                                            "mtime_ns": (run / "anomaly.json").stat().st_mtime_ns})
+    assert manifest.current(run, "anomaly")
+    os.utime(run / "anomaly.json", ns=(1, 1))
+    assert not manifest.current(run, "anomaly")
+    assert "out of date" in build_report([run], tmp_path / "s.html")["hints"][0]

@@ -111,6 +111,28 @@ def test_test_split_ids_are_rows_of_the_test_source(client, npz_run):
                                   npz_run.preprocess.inverse(npz_run.to_model(test.by_ids([4])))[0])
 
 
+def test_served_ids_are_found_together_as_one_by_one(faces, npz_run):
+    """``ServedImages.by_ids`` finds many ids with one lookup: the positions the one-by-one search gives."""
+    from aelab.serve.splits import ServedImages, SplitError
+
+    served = ServedImages(faces)
+    for split in ("val", "train"):
+        images = served.get(split)
+        ids = images.ids[::-3][:20]  # out of order
+        want = [int(np.flatnonzero(images.ids == i)[0]) for i in ids]
+        assert served.positions(split, ids).tolist() == want
+        assert [served.position(split, int(i)) for i in ids] == want
+        np.testing.assert_array_equal(served.by_ids(split, ids.tolist()).batch(), images.batch(np.array(want)))
+    val_id, train_id = int(served.get("val").ids[0]), int(served.get("train").ids[0])
+    assert served.positions("val", [val_id, train_id, -1, 10_000]).tolist() == [0, -1, -1, -1]
+    with pytest.raises(SplitError, match=f"image {train_id} is not in the validation split.*training split"):
+        served.by_ids("val", [val_id, train_id])
+    with pytest.raises(SplitError, match="no image with id 10000"):
+        served.by_ids("train", [train_id, 10_000])
+    test = ServedImages(npz_run)
+    np.testing.assert_array_equal(test.by_ids("test", [4, 0]).batch(), npz_run.splits.full.test.batch(np.array([4, 0])))
+
+
 def test_split_and_id_errors_are_clear(client, faces):
     val_id, train_id = int(faces.splits.val.ids[0]), int(faces.splits.train.ids[0])
     check_4xx(client.get("/api/images", params={"run": "tiny", "split": "val", "at_id": train_id}), 404,

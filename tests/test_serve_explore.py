@@ -164,7 +164,13 @@ def test_diff_and_interpolation_take_the_split(client, faces):
 
 # -- what each element moves ------------------------------------------------------------------
 
-def test_element_facts_are_traverse_factors_and_measured_effects(client, faces):
+def test_element_facts_are_traverse_factors_and_measured_effects(client, faces, monkeypatch):
+    import aelab.latent
+
+    measured = []  # the elements each decode-measuring call was asked for
+    real_effects = aelab.latent.element_effects
+    monkeypatch.setattr(aelab.latent, "element_effects", lambda *a, dims, **k: measured.append(list(dims))
+                        or real_effects(*a, dims=dims, **k))
     body = client.get("/api/elements", params={"run": "tiny", "elements": "3,0"}).json()
     assert [e["element"] for e in body["elements"]] == [3, 0] and body["factors_note"] is None
     val = faces.splits.val
@@ -181,11 +187,16 @@ def test_element_facts_are_traverse_factors_and_measured_effects(client, faces):
         assert [f["r"] for f in e["factors"]] == [rs[k] for k in strongest]
         assert abs(e["factors"][0]["r"]) >= abs(e["factors"][1]["r"])
         assert e["effect"] == pytest.approx(want_effects[e["element"]], rel=1e-6) and e["effect"] > 0
-    # the default is every slider; a second call answers from the cache with the same numbers
+    # the default is every slider; elements 3 and 0 are answered from the cache (not measured again),
+    # the others measured once, and a repeated call measures nothing
+    measured.clear()
     again = client.get("/api/elements", params={"run": "tiny"}).json()["elements"]
     assert [e["element"] for e in again] == list(range(faces.latent_size))
     assert [e["effect"] for e in again if e["element"] in (0, 3)] == [body["elements"][1]["effect"],
                                                                        body["elements"][0]["effect"]]
+    assert sorted(d for dims in measured for d in dims) == [d for d in range(faces.latent_size) if d not in (0, 3)]
+    measured.clear()
+    assert client.get("/api/elements", params={"run": "tiny"}).json()["elements"] == again and measured == []
 
 
 def test_element_facts_without_factors_say_why(client):

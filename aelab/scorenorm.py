@@ -57,13 +57,23 @@ def reference_codes(run: Run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return run.cache[key]
 
 
+def whitened(codes: torch.Tensor, mean: torch.Tensor, whiten: torch.Tensor) -> torch.Tensor:
+    """A batch of codes (any code shape) in the whitened space: ``(z - mean) @ W``, float32 N×D; its row
+    norms are the ``latent`` score, its distances to the reference codes the ``knn`` score."""
+    return (codes.flatten(1).float() - mean) @ whiten
+
+
+def nearest_mean(white: torch.Tensor, refs: torch.Tensor, k: int = KNN_K) -> torch.Tensor:
+    """Mean distance of each whitened code to its ``k`` nearest whitened reference codes."""
+    k = min(k, len(refs))
+    return torch.cdist(white, refs).topk(k, dim=1, largest=False).values.mean(1)
+
+
 def knn_distance(codes: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  k: int = KNN_K) -> torch.Tensor:
     """Mean whitened distance of each code (a batch, any code shape) to its ``k`` nearest reference codes."""
     mean, whiten, refs = reference
-    q = (codes.flatten(1).float() - mean) @ whiten
-    k = min(k, len(refs))
-    return torch.cdist(q, refs).topk(k, dim=1, largest=False).values.mean(1)
+    return nearest_mean(whitened(codes, mean, whiten), refs, k)
 
 
 def zmean(parts: dict[str, np.ndarray], stats: dict[str, tuple[float, float]]) -> np.ndarray:

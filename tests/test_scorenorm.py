@@ -105,3 +105,22 @@ def test_knn_and_latent_share_one_encoding_of_one_subsample(fcn_run, tmp_path, m
                         or encode_again(images, *a, **k))
     np.testing.assert_array_equal(scorenorm.reference_codes(again)[2].numpy(), refs.numpy())
     assert encoded_again == [50]
+
+
+def test_latent_and_knn_together_are_each_alone(fcn_run, images, tmp_path, monkeypatch):
+    """Scored together (``normalised`` does), latent and knn share one encoding of the training subsample
+    and one whitening per batch, with the numbers each gives alone."""
+    copy = shutil.copytree(fcn_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("codestats-*"))
+    run = aelab.load_run(copy)
+    encoded = []
+    encode = run.encode
+    monkeypatch.setattr(run, "encode", lambda imgs, *a, **k: encoded.append(len(imgs)) or encode(imgs, *a, **k))
+    both = anomaly.components(run, images, ["latent", "knn"])
+    assert encoded == [len(run.splits.train)]  # the fit and the reference codes from one encoding
+    for kind in ("latent", "knn"):
+        np.testing.assert_array_equal(both[kind], anomaly.components(fcn_run, images, [kind])[kind])
+    codes = fcn_run.encode(images).astype(np.float64)
+    from aelab.codestats import code_stats
+
+    stats = code_stats(fcn_run)
+    assert both["latent"] == pytest.approx(stats.mahalanobis(codes), rel=1e-4)

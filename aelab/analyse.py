@@ -3,9 +3,9 @@
 The report only reads (``aelab.report``); this is the explicit step that computes.
 For every run it produces what is missing -- an analysis counts as done when
 ``RUN/analyses.json`` records it for the run's current weights with every figure
-on disk -- by calling the analysis functions, drawing their figures under
-``RUN/figures/`` and recording figures, numbers and parameters with
-``aelab.manifest.record``.
+on disk (``manifest.current``, the rule the report shares) -- by calling the
+analysis functions, drawing their figures under ``RUN/figures/`` and recording
+figures, numbers and parameters with ``aelab.manifest.record``.
 
 Each analysis is one function below (``ANALYSES`` lists them in report order), so
 the names it calls in ``aelab.latent`` / ``aelab.generate`` / ``aelab.codenoise`` /
@@ -240,16 +240,6 @@ ANALYSES: dict[str, Callable[[Any, Context], Result | None]] = {
 
 
 # -- the driver ----------------------------------------------------------------------------------------------------
-def _done(run_path: Path, name: str) -> bool:
-    if not manifest.current(run_path, name):
-        return False
-    params = (manifest.entry(run_path, name) or {}).get("params", {})
-    if "from" in params:  # adopted from a record file: done while that file is unchanged
-        path = run_path / params["from"]
-        return path.is_file() and path.stat().st_mtime_ns == params.get("mtime_ns")
-    return True
-
-
 def check_names(names: list[str] | None) -> list[str]:
     """``--only`` names, checked (``a,b`` and repeated options both work); None: all of them."""
     if not names:
@@ -272,7 +262,7 @@ def analyse_run(run: Any, names: list[str] | None = None, *, runs: list[Any] | N
     ctx = Context(runs if runs is not None else [run])
     out: dict[str, Any] = {"recorded": [], "kept": [], "not_applicable": [], "failed": {}}
     for name in check_names(names):
-        if not redo and _done(run.path, name):
+        if not redo and manifest.current(run.path, name):
             out["kept"].append(name)
             continue
         try:

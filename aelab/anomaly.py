@@ -106,12 +106,12 @@ def components(run: Run, images: Images, kinds: Iterable[str], *, batch_size: in
         raise AelabError(f"'{mix}' is made from the {', '.join(components_for(mix))} components; ask for those, "
                          f"then mix them (combine() / scorenorm.zmean())")
     data = resolve_images(run, images)
-    gauss = latent_gaussian(run) if "latent" in kinds else None
     refs = None
-    if "knn" in kinds:
+    if "knn" in kinds:  # first: encoding the training subsample once serves the fit and the references
         from aelab.scorenorm import reference_codes
 
         refs = reference_codes(run)
+    gauss = latent_gaussian(run) if "latent" in kinds else None
     model = quantized(run.model) if int8 else run.model
     # Under torchrun each process scores its contiguous shard and every process gets all scores, in id order.
     d = distributed.joined()

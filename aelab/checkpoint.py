@@ -1,4 +1,4 @@
-"""The checkpoint file and the training log, as ``--resume`` reads them.
+"""The checkpoint file and the training log, as ``--resume``, the Run, sweeps and the report read them.
 
 A checkpoint is ONE safetensors file (``runfolder.CHECKPOINT``): weights, optimiser
 moments and RNG states as tensors, and the JSON meta (epoch, step, config, param
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from aelab.errors import RunError
+
+if TYPE_CHECKING:
+    import torch
 
 # The checkpoint is one safetensors file (runfolder.CHECKPOINT); runfolder.CHECKPOINT_META is the second
 # file of the older two-file format, kept only to refuse such folders on --resume.
@@ -87,6 +88,14 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     """The records of metrics.jsonl. A torn last line (a kill in the middle of writing it) is
     dropped; a bad line anywhere else is a RunError naming the file and line."""
     return [rec for _, rec in log_lines(path)]
+
+
+def metrics_log(path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's ``metrics.jsonl`` in today's terms (``read_log``, then ``logunits.upgrade_log`` with the run's
+    config as a dict): the one reader for the Run, the sweep's curves and the report."""
+    from aelab.logunits import upgrade_log
+
+    return upgrade_log(read_log(Path(path)), config)
 
 
 def log_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:

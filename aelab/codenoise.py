@@ -124,10 +124,11 @@ class Augmented:
         images = images.transpose(0, 3, 1, 2) if layout == "nchw" else images[..., 0] if layout == "nhw" else images
         return np.ascontiguousarray(images), rows, SourceFormat(layout, dtype, (lo, hi))  # type: ignore[arg-type]
 
-    def arrays(self, layout: str | None = None, dtype: str | None = None,
-               order: Order = "image") -> dict[str, np.ndarray]:
-        """What the ``.npz`` holds (see ``output`` for the options)."""
-        images, rows, fmt = self.output(layout, dtype, order)
+    def arrays(self, layout: str | None = None, dtype: str | None = None, order: Order = "image", *,
+               output: tuple[np.ndarray, np.ndarray, SourceFormat] | None = None) -> dict[str, np.ndarray]:
+        """What the ``.npz`` holds (see ``output`` for the options; ``output``: its result for these
+        options when the caller has it already, so the images are converted once)."""
+        images, rows, fmt = self.output(layout, dtype, order) if output is None else output
         out = {"images": images}
         if self.labels is not None:
             out["labels"] = self.labels[rows]
@@ -137,15 +138,17 @@ class Augmented:
         return out
 
     def save(self, path: str | Path, format: Literal["npz", "npy"] = "npz", *, layout: str | None = None,
-             dtype: str | None = None, order: Order = "image") -> list[Path]:
+             dtype: str | None = None, order: Order = "image",
+             output: tuple[np.ndarray, np.ndarray, SourceFormat] | None = None) -> list[Path]:
         """``npz``: one file (``images``, ``labels``, ``source_ids``, ``variant``, ``seed``, ``sigma``,
         ``id_base``, ``layout``, ``order``) that loads back as ``npz:PATH``. ``npy``: ``<stem>_data.npy``,
         ``<stem>_label.npy`` and ``<stem>_ids.npy`` beside ``path`` (or ``aug_*.npy`` inside it, when it
-        is a folder). ``layout``, ``dtype`` and ``order`` as in ``output``: by default the source's own."""
+        is a folder). ``layout``, ``dtype`` and ``order`` as in ``output``: by default the source's own
+        (``output``: as in ``arrays``)."""
         path = Path(path)
         if format not in ("npz", "npy"):
             raise AelabError(f"--format '{format}' is not npz or npy")
-        arrays = self.arrays(layout, dtype, order)
+        arrays = self.arrays(layout, dtype, order, output=output)
         if format == "npz":
             return [write_npz(path, arrays)]
         folder, stem = (path, "aug") if path.is_dir() or not path.suffix else (path.parent, path.stem)

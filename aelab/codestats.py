@@ -31,6 +31,7 @@ import numpy as np
 from aelab.errors import AelabError
 
 if TYPE_CHECKING:
+    from aelab.data.imageset import ImageSet
     from aelab.run import Run
 
 RIDGE = 1e-3
@@ -143,11 +144,9 @@ def file_name(split: str, n: int) -> str:
     return f"codestats-{split}-{n}.safetensors"
 
 
-def code_stats(run: Run, split: str = "train", n: int | None = None) -> CodeStats:
-    """The ``CodeStats`` of the run's deterministic codes (posterior means for a VAE) over ``split``.
-
-    ``n``: at most this many images (default ``FIT_MAX``), a subsample seeded by the run's
-    seed when the split is larger. Cached on the Run and in its folder (see the module doc)."""
+def fit_images(run: Run, split: str = "train", n: int | None = None) -> ImageSet:
+    """The images ``code_stats(run, split, n)`` fits: the split, or a subsample of ``n`` (default ``FIT_MAX``)
+    seeded by the run's seed when the split is larger (so ``scorenorm`` compares with the very same codes)."""
     if split not in SPLITS:
         raise AelabError(f"split '{split}' is not one of {', '.join(SPLITS)}")
     images = getattr(run.splits, split)
@@ -159,7 +158,19 @@ def code_stats(run: Run, split: str = "train", n: int | None = None) -> CodeStat
     if len(images) > limit:
         pick = np.sort(np.random.default_rng(run.config.seed).choice(len(images), limit, replace=False))
         images = images.subset(pick)
+    return images
+
+
+def code_stats(run: Run, split: str = "train", n: int | None = None, *, codes: np.ndarray | None = None) -> CodeStats:
+    """The ``CodeStats`` of the run's deterministic codes (posterior means for a VAE) over ``fit_images``.
+
+    ``codes``: the codes of those images when the caller has encoded them already (fitted from them
+    rather than encoded again; unused when the fit is cached). Cached on the Run and in its folder
+    (see the module doc)."""
+    images = fit_images(run, split, n)
     count = len(images)
+    if codes is not None and len(codes) != count:
+        raise AelabError(f"{len(codes)} codes given for the {count} images code statistics of '{split}' fit")
     key = ("codestats", split, count)
     if key in run.cache:
         return run.cache[key]
@@ -178,7 +189,7 @@ def code_stats(run: Run, split: str = "train", n: int | None = None) -> CodeStat
                 t = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 -- safe_open has no __iter__
                 stats = CodeStats.from_tensors(t, int(meta["n"]), float(meta["ridge"]))
     if stats is None:
-        stats = CodeStats.fit(run.encode(images).reshape(count, -1))
+        stats = CodeStats.fit((run.encode(images) if codes is None else codes).reshape(count, -1))
         with contextlib.suppress(OSError):  # a read-only run folder: fit again next time
             save_tensors(path, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in stats.tensors().items()},
                          metadata={"format": _FORMAT, "weights_sha256": digest, "split": split, "n": str(count),

@@ -329,28 +329,34 @@ class Predictions:
     scores: np.ndarray
     labels: np.ndarray
     csv: str | None = None
+    id_base: int = 0
+    """What ``ids`` (and the CSV's ``ID`` column) count from."""
 
     def numbers(self) -> dict[str, Any]:
         n_anom = int(self.labels.sum())
         return {"run": self.run, "data": self.data, "score": self.score, "threshold": self.threshold,
                 "n": len(self.labels), "n_anomalous": n_anom, "n_normal": len(self.labels) - n_anom,
-                "csv": self.csv}
+                "csv": self.csv, "id_base": self.id_base}
 
 
 def predict_source(run: str | Path, data: str | np.ndarray | ImageSet, out: str | Path | None = None,
-                   batch_size: int | None = None) -> Predictions:
-    """Score ``data`` with a saved detector and label it by the saved threshold; ``out``: CSV ``ID,score,label``."""
+                   batch_size: int | None = None, id_base: int = 0) -> Predictions:
+    """Score ``data`` with a saved detector and label it by the saved threshold; ``out``: CSV ``ID,score,label``
+    with the ids counted from ``id_base`` (0: rows of the data; 1: the first image is 1)."""
+    from aelab.data.ids import check_base, from_rows
+
+    id_base = check_base(id_base)
     det = AutoencoderDetector.load(run)
     images = det.run_.check_images(det.run_.data(data) if isinstance(data, str) else as_images(data, "data"))
     scores = score(det.run_, images, det.score, batch_size=batch_size)
     labels = (scores > det.threshold_).astype(int)
-    ids = images.ids if isinstance(images, ImageSet) else np.arange(len(scores))
+    ids = from_rows(images.ids if isinstance(images, ImageSet) else np.arange(len(scores)), id_base)
     csv = None
     if out is not None:
         write_scores_csv(out, scores, ids, labels=labels)
         csv = str(out)
     name = images.name if isinstance(images, ImageSet) else f"array of {len(scores)} images"
-    return Predictions(str(det.run_.path), name, det.score, det.threshold_, ids, scores, labels, csv)
+    return Predictions(str(det.run_.path), name, det.score, det.threshold_, ids, scores, labels, csv, id_base)
 
 
 def _source_for(images: np.ndarray | ImageSet | str, tmp: Path) -> str:

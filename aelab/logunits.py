@@ -87,16 +87,26 @@ def mse_01(recon: Any, target: Any, data_range: Any) -> Any:
 def upgrade_log(records: list[dict[str, Any]], config: dict[str, Any]) -> list[dict[str, Any]]:
     """``metrics.jsonl`` records in today's terms: a log written before ``mse_01`` was recorded gets it on
     each step record where it follows exactly (``train.loss: mse``, whose ``recon`` term is the MSE on
-    ``data.range``); other records are returned as they are."""
-    if not any("loss" in r and "mse_01" not in r for r in records):
+    ``data.range``), and, for a model without a KL term (objective = that MSE), ``train_mse_01`` on each
+    epoch record (its ``train_loss`` on [0, 1]); other records are returned as they are."""
+    if not any(("loss" in r and "mse_01" not in r) or ("train_loss" in r and "train_mse_01" not in r)
+               for r in records):
         return records
     train, data = config.get("train") or {}, config.get("data") or {}
     if train.get("loss", "mse") != "mse":
         return records
     span2 = span_squared(data.get("range", (-1.0, 1.0)))
-    return [{**r, "mse_01": round(r["recon"] / span2, 7)} if "recon" in r and "mse_01" not in r else r
-            for r in records]
+    # no KL term (not a VAE): the epoch's objective is the epoch's mean MSE on the range
+    plain = (config.get("model") or {}).get("type") != "vae" and not any("kl" in r for r in records)
 
+    def upgraded(r: dict[str, Any]) -> dict[str, Any]:
+        if "recon" in r and "mse_01" not in r:
+            return {**r, "mse_01": round(r["recon"] / span2, 7)}
+        if plain and "train_loss" in r and "train_mse_01" not in r:
+            return {**r, "train_mse_01": round(r["train_loss"] / span2, 7)}
+        return r
+
+    return [upgraded(r) for r in records]
 
 
 def objective_label(loss: str, data_range: Any, variational: bool) -> str:

@@ -105,11 +105,19 @@ def figure_paths(run_path: str | Path, name: str) -> dict[str, Path]:
     return {key: root / rel for key, rel in rec.get("figures", {}).items() if (root / rel).is_file()}
 
 
-def current(run_path: str | Path, name: str) -> bool:
-    """Whether ``name`` is recorded for the weights the run has now, with every figure still on disk."""
-    rec = entry(run_path, name)
+def current(run_path: str | Path, name: str, records: dict[str, dict[str, Any]] | None = None) -> bool:
+    """Whether ``name`` is recorded for the weights the run has now, with every figure still on disk and,
+    for a record adopted from a file (``params.from``, e.g. ``anomaly.json``), that file unchanged: the one
+    rule for what ``aelab analyse`` makes again and what the report asks for. ``records``: ``read``'s result."""
+    rec = (read(run_path) if records is None else records).get(name)
     if rec is None:
         return False
     root = Path(run_path)
-    return rec.get("weights") == weights_stamp(root) and all((root / rel).is_file()
-                                                            for rel in rec.get("figures", {}).values())
+    if rec.get("weights") != weights_stamp(root) or not all((root / rel).is_file()
+                                                           for rel in rec.get("figures", {}).values()):
+        return False
+    params = rec.get("params") or {}
+    if "from" in params:  # adopted from a record file: current while that file is unchanged
+        source = root / params["from"]
+        return source.is_file() and source.stat().st_mtime_ns == params.get("mtime_ns")
+    return True

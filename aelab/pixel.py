@@ -17,7 +17,7 @@ a threshold, and integrates that over the false-positive rate on defect-free pix
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -94,15 +94,18 @@ def pro(maps: np.ndarray, masks: np.ndarray, max_fpr: float = MAX_FPR, steps: in
     normal = maps[~masks]
     if n_regions == 0 or not normal.size:
         return None
-    # thresholds from the defect-free pixels' quantiles: FPR runs from max_fpr down to 0
+    # thresholds from the defect-free pixels' quantiles, ascending: FPR runs from max_fpr down to 0
     thresholds = np.quantile(normal, 1 - np.linspace(max_fpr, 0, steps))
     region_of, defect = regions[masks], maps[masks]
     sizes = np.bincount(region_of, minlength=n_regions + 1)[1:]
-    fprs, overlaps = [], []
-    for t in thresholds:
-        fprs.append((normal > t).mean())
-        overlaps.append((np.bincount(region_of[defect > t], minlength=n_regions + 1)[1:] / sizes).mean())
-    fpr, overlap = np.array(fprs[::-1]), np.array(overlaps[::-1])
+    # FPR per threshold: the defect-free pixels above it, counted by one search in their sorted values
+    fpr = (normal.size - np.searchsorted(np.sort(normal), thresholds, side="right")) / normal.size
+    # a defect pixel is above the first ``passed`` thresholds; weighted by 1 / its region's size and summed
+    # from the highest threshold down, that is each threshold's sum over regions of their overlap
+    passed = np.searchsorted(thresholds, defect, side="left")
+    weights = np.bincount(passed, 1.0 / sizes[region_of - 1], minlength=steps + 1)
+    overlap = np.cumsum(weights[::-1])[::-1][1:] / n_regions
+    fpr, overlap = fpr[::-1], overlap[::-1]
     keep = fpr <= max_fpr
     fpr, overlap = np.r_[0.0, fpr[keep], max_fpr], np.r_[overlap[keep][0], overlap[keep], overlap[keep][-1]]
     return float(np.trapezoid(overlap, fpr) / max_fpr)
@@ -118,13 +121,18 @@ class PixelResult:
     n_images: int
     n_with_defects: int
     defect_pixel_share: float
+    masks: np.ndarray | None = field(default=None, repr=False)
+    """bool N×h×w: the masks on the error maps' grid (what the heat maps outline); not in ``numbers``."""
 
     def numbers(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "masks"}
 
 
 def maps_of(run: Run, images: ImageSet | np.ndarray) -> np.ndarray:
-    """Per-pixel squared error (float32 N×h×w on the model's grid), computed ``CHUNK`` images at a time."""
+    """Per-pixel squared error (float32 N×h×w on the model's grid), computed ``CHUNK`` images at a time.
+
+    A pass of its own rather than kept from the score pass: that one streams (possibly sharded, possibly
+    int8) and keeps one number per image, where these maps are fp32 ``error_maps``, the heat maps' pixels."""
     outs = []
     for start in range(0, len(images), CHUNK):
         pos = np.arange(start, min(start + CHUNK, len(images)))
@@ -141,4 +149,4 @@ def analyse_pixels(run: Run, images: ImageSet | np.ndarray, masks: np.ndarray,
     if maps.shape != grid.shape:
         raise AelabError(f"masks become {grid.shape[1:]} after preprocessing but the error maps are {maps.shape[1:]}")
     return PixelResult(pixel_auroc(maps, grid), pro(maps, grid, max_fpr), max_fpr, len(grid),
-                       int(grid.reshape(len(grid), -1).any(1).sum()), float(grid.mean()))
+                       int(grid.reshape(len(grid), -1).any(1).sum()), float(grid.mean()), masks=grid)

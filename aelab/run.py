@@ -285,10 +285,9 @@ class Run:
     def metrics_log(self) -> list[dict[str, Any]]:
         """Every record of metrics.jsonl (iterations, then epoch records with val_* keys), in today's terms
         (``logunits.upgrade_log``: an older log gets ``mse_01`` where it follows exactly)."""
-        from aelab.logunits import upgrade_log
+        from aelab.checkpoint import metrics_log
 
-        with open(self.path / METRICS) as fh:
-            return upgrade_log([json.loads(line) for line in fh if line.strip()], self.config.to_dict())
+        return metrics_log(self.path / METRICS, self.config.to_dict())
 
     # -- data ------------------------------------------------------------------
     @cached_property

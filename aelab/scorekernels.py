@@ -56,18 +56,19 @@ def batch_scores(run: Run, x: torch.Tensor, kinds: Sequence[str],
 
         out["elbo"] = per_image_loss(recon, x, run.config.train.loss) + \
             model.params.beta * kl_divergence(mean.float(), logvar.float()) / math.prod(model.input_shape)
-    if "latent" in kinds:
-        if gauss is None:
-            raise AelabError("score kind 'latent' needs the Gaussian fitted to the training codes")
-        mu, whiten = gauss
-        out["latent"] = ((code.flatten(1).float() - mu) @ whiten).square_().sum(1).sqrt_()
-    if "knn" in kinds:
-        from aelab.scorenorm import knn_distance
+    if "latent" in kinds and gauss is None:
+        raise AelabError("score kind 'latent' needs the Gaussian fitted to the training codes")
+    if "knn" in kinds and refs is None:
+        raise AelabError("score kind 'knn' needs the training codes (scorenorm.reference_codes)")
+    if {"latent", "knn"} & set(kinds):
+        from aelab.scorenorm import nearest_mean, whitened
 
-        if refs is None:
-            raise AelabError("score kind 'knn' needs the training codes (scorenorm.reference_codes)")
-
-        out["knn"] = knn_distance(code, refs)
+        # one whitening for both: latent's Gaussian is the one the reference codes are whitened by
+        white = whitened(code, *(gauss if gauss is not None else refs[:2]))
+        if "latent" in kinds:
+            out["latent"] = white.square().sum(1).sqrt_()
+        if "knn" in kinds:
+            out["knn"] = nearest_mean(white, refs[2])
     return out
 
 

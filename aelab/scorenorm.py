@@ -41,31 +41,39 @@ NORMALISED_PARTS = ("ssim", "latent", "knn")
 def reference_codes(run: Run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean, whitening W, whitened training codes) as float32 tensors on the run's device.
 
-    The codes are those ``code_stats(run)`` is fitted to (the same seeded subsample of at
-    most ``codestats.FIT_MAX`` training images), so ``latent`` and ``knn`` share one space."""
+    The codes are those ``code_stats(run)`` is fitted to (``codestats.fit_images``: the same seeded
+    subsample of at most ``codestats.FIT_MAX`` training images), encoded once for both when neither is
+    cached, so ``latent`` and ``knn`` share one space."""
     key = ("knn_reference",)
     if key not in run.cache:
-        from aelab.codestats import FIT_MAX, code_stats
+        from aelab.codestats import code_stats, fit_images
 
-        stats = code_stats(run)
-        images = run.splits.train
-        if len(images) > FIT_MAX:
-            pick = np.sort(np.random.default_rng(run.config.seed).choice(len(images), FIT_MAX, replace=False))
-            images = images.subset(pick)
-        codes = run.encode(images).reshape(len(images), -1).astype(np.float64)
-        white = (codes - stats.mean_) @ stats.whitening()
-        run.cache[key] = tuple(torch.from_numpy(np.ascontiguousarray(a)).float().to(run.device)
+        images = fit_images(run)
+        codes = run.encode(images).reshape(len(images), -1)
+        stats = code_stats(run, codes=codes)  # fitted from these codes unless the fit is cached
+        white = (codes.astype(np.float64) - stats.mean_) @ stats.whitening()
+        run.cache[key] = tuple(torch.from_numpy(np.asarray(a, np.float32)).to(run.device)  # float32 copies, writable
                                for a in (stats.mean_, stats.whitening(), white))
     return run.cache[key]
+
+
+def whitened(codes: torch.Tensor, mean: torch.Tensor, whiten: torch.Tensor) -> torch.Tensor:
+    """A batch of codes (any code shape) in the whitened space: ``(z - mean) @ W``, float32 N×D; its row
+    norms are the ``latent`` score, its distances to the reference codes the ``knn`` score."""
+    return (codes.flatten(1).float() - mean) @ whiten
+
+
+def nearest_mean(white: torch.Tensor, refs: torch.Tensor, k: int = KNN_K) -> torch.Tensor:
+    """Mean distance of each whitened code to its ``k`` nearest whitened reference codes."""
+    k = min(k, len(refs))
+    return torch.cdist(white, refs).topk(k, dim=1, largest=False).values.mean(1)
 
 
 def knn_distance(codes: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  k: int = KNN_K) -> torch.Tensor:
     """Mean whitened distance of each code (a batch, any code shape) to its ``k`` nearest reference codes."""
     mean, whiten, refs = reference
-    q = (codes.flatten(1).float() - mean) @ whiten
-    k = min(k, len(refs))
-    return torch.cdist(q, refs).topk(k, dim=1, largest=False).values.mean(1)
+    return nearest_mean(whitened(codes, mean, whiten), refs, k)
 
 
 def zmean(parts: dict[str, np.ndarray], stats: dict[str, tuple[float, float]]) -> np.ndarray:

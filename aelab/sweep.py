@@ -224,14 +224,12 @@ def loss_curves(out: str | Path, variants: list[Variant], key: str = "mse_01") -
     whose log cannot give it, see ``logunits.upgrade_log``) or ``loss`` (each run's own objective)."""
     import numpy as np
 
-    from aelab.logunits import upgrade_log
+    from aelab.checkpoint import metrics_log
 
     curves = []
     for v in variants:
         folder = Path(out) / v.name
-        with open(folder / METRICS) as fh:
-            records = [json.loads(line) for line in fh if line.strip()]
-        records = upgrade_log(records, yaml.safe_load((folder / CONFIG).read_text()) or {})
+        records = metrics_log(folder / METRICS, yaml.safe_load((folder / CONFIG).read_text()) or {})
         steps = [r for r in records if "loss" in r and key in r]
         curves.append((v.label, np.asarray([r["step"] for r in steps]), np.asarray([r[key] for r in steps])))
     return curves

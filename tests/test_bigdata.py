@@ -78,7 +78,22 @@ def test_reading_a_memory_map_leaves_no_pages_resident(tmp_path):
     release_pages(mapped)
     assert rss_file_mb() - base < 16
     release_pages(np.zeros(3))  # not a map: nothing to do
-    assert read_batch(data, slice(0, 2)).shape == (2, 64, 64, 3)
+
+
+def test_read_batch_copies_out_of_the_memory_map(tmp_path):
+    """A contiguous slice of a map would be a view that reads the file later: ``read_batch`` returns a
+    batch that owns its memory, with the file's values, for a slice and for scattered positions."""
+    path = write_npy(tmp_path / "m.npy", 40, shape=(8, 8, 3))
+    data = ImageSet(np.load(path, mmap_mode="r"))
+    want = np.load(path)  # read into memory, independently
+    assert np.may_share_memory(data.batch(slice(3, 9)), data.images)  # what read_batch guards against
+    for positions in (slice(3, 9), np.array([7, 2, 30])):
+        batch = read_batch(data, positions)
+        assert not isinstance(batch, np.memmap) and batch.flags.owndata and batch.flags.writeable
+        assert not np.may_share_memory(batch, data.images)
+        np.testing.assert_array_equal(batch, want[positions])
+        batch[...] = 0  # writing the copy leaves the map as it was
+        np.testing.assert_array_equal(data.batch(positions), want[positions])
 
 
 CHILD = r'''

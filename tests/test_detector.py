@@ -183,3 +183,24 @@ def test_from_run_with_a_target_fpr(tiny_run):
     np.testing.assert_array_equal(det.decision_scores_, aelab.score(tiny_run, tiny_run.splits.train, "mse"))
     with pytest.raises(AelabError, match="fpr must be a number in \\(0, 1\\)"):
         AutoencoderDetector.from_run(tiny_run, fpr=1.5)
+
+
+@pytest.mark.slow(reason="an installed-script process: ~2 s of start-up")
+def test_predict_ids_count_from_the_id_base(saved, tmp_path):
+    """``aelab predict --id-base 1`` writes the same rows with ids counted from 1, as every id-taking command."""
+    from aelab.detector import predict_source
+
+    _, run = saved
+    data = "builtin:faces?n=12&size=16&seed=3"
+    res = aelab_cli("predict", run, "--data", data, "--out", tmp_path / "p1.csv", "--id-base", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["id_base"] == 1
+    rows = list(csv.DictReader((tmp_path / "p1.csv").read_text().splitlines()))
+    assert [int(r["ID"]) for r in rows] == list(range(1, 13))
+    rows0 = predict_source(run, data, tmp_path / "p0.csv")
+    assert rows0.id_base == 0 and rows0.ids.tolist() == list(range(12))
+    assert [float(r["score"]) for r in rows] == pytest.approx(rows0.scores.tolist(), rel=1e-8)
+    assert [int(r["label"]) for r in rows] == rows0.labels.tolist()
+    res = aelab_cli("predict", run, "--data", data, "--out", tmp_path / "p.csv", "--id-base", "1")
+    assert res.returncode == 0 and "ids from 1" in res.stdout, res.stderr
+    one_line_exit_2(aelab_cli("predict", run, "--data", data, "--id-base", "2"), "--id-base 2")

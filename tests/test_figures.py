@@ -142,3 +142,19 @@ def test_latent_sweep_figure_has_the_compression_axis_and_shading(tmp_path, monk
     assert [t.get_text() for t in tops[0].get_xticklabels()] == ["29.3×", "1.83×", "0.0509×"]
     texts = [t.get_text() for ax in axes for t in ax.texts]
     assert texts.count("code larger than the image") == 2
+
+
+def test_moving_average_and_log_scale_shared_by_the_curves():
+    from aelab.figures.base import log_scale_if_wide, moving_average, plt
+
+    y = np.array([1.0, 4.0, 2.0, 8.0, 5.0])
+    np.testing.assert_allclose(moving_average(y, 2), [2.5, 3.0, 5.0, 6.5])
+    np.testing.assert_allclose(moving_average(y, 3), [7 / 3, 14 / 3, 5.0])
+    np.testing.assert_array_equal(moving_average(y, 1), y)
+    np.testing.assert_array_equal(moving_average(y[:2], 3), y[:2])  # fewer values than the window: as they are
+    for curves, scale in (([np.array([1.0, 2.0]), np.array([30.0])], "log"),  # 30× across two curves
+                          ([np.array([1.0, 19.0])], "linear"), ([np.array([0.0, 50.0])], "linear"), ([], "linear")):
+        fig, ax = plt.subplots()
+        log_scale_if_wide(ax, curves)
+        assert ax.get_yscale() == scale
+        plt.close(fig)

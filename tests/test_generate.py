@@ -332,6 +332,23 @@ def test_cli_sample_augment_compare(ae: aelab.Run, vae: aelab.Run, tmp_path: Pat
     assert code == 0 and "diversity" in out and "default_rng([seed, row])" in out
 
 
+def test_cli_augment_converts_the_images_once(ae: aelab.Run, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``aelab augment`` writes and reports one conversion (layout, dtype, order) of the variants."""
+    from aelab.codenoise import Augmented
+
+    calls = []
+    real = Augmented.output
+    monkeypatch.setattr(Augmented, "output", lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    code, out, _ = run_cli(["augment", ae.path, "--ids", "1-2", "--variants", "2", "--layout", "nchw",
+                            "--dtype", "float32", "--order", "round", "--format", "npy",
+                            "--out", tmp_path / "a.npy", "--json"], capsys)
+    assert code == 0 and len(calls) == 1
+    res = json.loads(out)
+    want = augment(ae, "1-2", 2, 0.5, 0).arrays("nchw", "float32", "round")
+    np.testing.assert_array_equal(np.load(tmp_path / "a_data.npy"), want["images"])
+    assert res["images"] == [4, 3, 16, 16] and res["layout"] == "nchw" and res["dtype"] == "float32"
+
+
 def test_cli_errors_exit_2(ae: aelab.Run, tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(["augment", ae.path, "--ids", "1-3,250", "--out", tmp_path / "x.npz"], capsys)
     assert code == 2 and "no image with id 250" in err and "Traceback" not in err

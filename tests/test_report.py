@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shlex
 import shutil
@@ -495,3 +496,48 @@ def test_discussion_compares_like_with_like_or_says_what_differs(tmp_path):
     text = re.sub(r"<[^>]+>", "", discussion([fcn, vae, conv]))
     assert "measured on conv-vae against conv-ae: PSNR 20.65 dB vs 21.00 (-0.35)" in text
     assert "Like for like in backbone and code size." in text
+
+
+def test_an_old_style_log_is_reported_in_todays_terms(pair, tmp_path):
+    """A log from before mse_01 was recorded: the report's epoch table shows the train MSE on [0, 1] that
+    ``logunits.upgrade_log`` derives (the objective is that MSE on data.range), as for today's log."""
+    ae = pair[0]
+    old = tmp_path / "old"
+    shutil.copytree(ae.path, old)
+    lines = [json.loads(ln) for ln in (old / "metrics.jsonl").read_text().splitlines()]
+    assert any("train_mse_01" in r for r in lines)
+    (old / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k not in (
+        "mse_01", "train_mse_01", "train_kl")}) + "\n" for r in lines))
+    epochs = lambda page: re.search(r"<summary>Per epoch</summary>.*?</details>", page, re.S)[0]  # noqa: E731
+    build_report([ae.path], tmp_path / "new.html")
+    build_report([old], tmp_path / "old.html")
+    new_table, old_table = epochs((tmp_path / "new.html").read_text()), epochs((tmp_path / "old.html").read_text())
+    assert old_table == new_table
+    want = [r["train_mse_01"] for r in lines if "train_mse_01" in r]
+    got = [r["train_mse_01"] for r in aelab.load_run(old).metrics_log() if "train_loss" in r]
+    assert got == pytest.approx(want, abs=2e-7)
+
+
+def test_a_deleted_figure_is_asked_for_as_analyse_would_make_it(pair, tmp_path):
+    """The report and ``aelab analyse`` share ``manifest.current``: a recorded figure deleted from disk is
+    named with the command that makes it again (no --redo needed), and that command does."""
+    run = tmp_path / "gone"
+    shutil.copytree(pair[0].path, run)
+    (run / "figures" / "loss.png").unlink()
+    assert not manifest.current(run, "loss")
+    result = build_report([run], tmp_path / "r.html")
+    command = f"aelab analyse {shlex.quote(str(run))}"
+    assert result["analyse"] == command
+    assert "out of date (a figure or record file gone or changed): loss" in result["hints"][0]
+    assert result["hints"][0].endswith(f"run `{command}`")
+    assert "out of date (a figure or record file gone or changed): loss" in (tmp_path / "r.html").read_text()
+    assert analyse([run], ["loss"])["runs"][str(run)]["recorded"] == ["loss"]  # without --redo
+    assert manifest.current(run, "loss") and (run / "figures" / "loss.png").is_file()
+    # a record adopted from a file is current while that file is unchanged
+    (run / "anomaly.json").write_text("{}")
+    manifest.record(run, "anomaly", params={"from": "anomaly.json",
+                                            "mtime_ns": (run / "anomaly.json").stat().st_mtime_ns})
+    assert manifest.current(run, "anomaly")
+    os.utime(run / "anomaly.json", ns=(1, 1))
+    assert not manifest.current(run, "anomaly")
+    assert "out of date" in build_report([run], tmp_path / "s.html")["hints"][0]

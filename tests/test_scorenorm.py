@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,49 @@ def test_normalised_is_zscored_on_the_held_out_normals(fcn_run, images):
         anomaly.score(fcn_run, images[:4], "normalised"))
     with pytest.raises(AelabError, match="'normalised' is made from the ssim, latent, knn"):
         anomaly.components(fcn_run, images, ["normalised"])
+
+
+def test_knn_and_latent_share_one_encoding_of_one_subsample(fcn_run, tmp_path, monkeypatch):
+    from aelab import codestats
+
+    copy = shutil.copytree(fcn_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("codestats-*"))
+    monkeypatch.setattr(codestats, "FIT_MAX", 50)  # a seeded subsample of the training split
+    run = aelab.load_run(copy)
+    encoded = []
+    encode = run.encode
+    monkeypatch.setattr(run, "encode", lambda images, *a, **k: encoded.append(len(images)) or encode(images, *a, **k))
+    mean, whiten, refs = scorenorm.reference_codes(run)
+    stats = codestats.code_stats(run)
+    assert encoded == [50]  # the fit and the reference codes come from one encoding
+    pick = np.sort(np.random.default_rng(0).choice(len(fcn_run.splits.train), 50, replace=False))
+    codes = fcn_run.encode(fcn_run.splits.train.subset(pick)).astype(np.float64)
+    mu, w = mahalanobis_whitening(codes)
+    assert stats.n_ == 50 and stats.mean_ == pytest.approx(codes.mean(0), rel=1e-9)
+    np.testing.assert_allclose(refs.numpy(), (codes - mu) @ w, rtol=1e-4, atol=1e-4)
+    # a second Run on the folder finds the fit on disk and encodes the subsample once for its references
+    again = aelab.load_run(copy)
+    encoded_again = []
+    encode_again = again.encode
+    monkeypatch.setattr(again, "encode", lambda images, *a, **k: encoded_again.append(len(images))
+                        or encode_again(images, *a, **k))
+    np.testing.assert_array_equal(scorenorm.reference_codes(again)[2].numpy(), refs.numpy())
+    assert encoded_again == [50]
+
+
+def test_latent_and_knn_together_are_each_alone(fcn_run, images, tmp_path, monkeypatch):
+    """Scored together (``normalised`` does), latent and knn share one encoding of the training subsample
+    and one whitening per batch, with the numbers each gives alone."""
+    copy = shutil.copytree(fcn_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("codestats-*"))
+    run = aelab.load_run(copy)
+    encoded = []
+    encode = run.encode
+    monkeypatch.setattr(run, "encode", lambda imgs, *a, **k: encoded.append(len(imgs)) or encode(imgs, *a, **k))
+    both = anomaly.components(run, images, ["latent", "knn"])
+    assert encoded == [len(run.splits.train)]  # the fit and the reference codes from one encoding
+    for kind in ("latent", "knn"):
+        np.testing.assert_array_equal(both[kind], anomaly.components(fcn_run, images, [kind])[kind])
+    codes = fcn_run.encode(images).astype(np.float64)
+    from aelab.codestats import code_stats
+
+    stats = code_stats(fcn_run)
+    assert both["latent"] == pytest.approx(stats.mahalanobis(codes), rel=1e-4)

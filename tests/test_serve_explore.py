@@ -111,6 +111,28 @@ def test_test_split_ids_are_rows_of_the_test_source(client, npz_run):
                                   npz_run.preprocess.inverse(npz_run.to_model(test.by_ids([4])))[0])
 
 
+def test_served_ids_are_found_together_as_one_by_one(faces, npz_run):
+    """``ServedImages.by_ids`` finds many ids with one lookup: the positions the one-by-one search gives."""
+    from aelab.serve.splits import ServedImages, SplitError
+
+    served = ServedImages(faces)
+    for split in ("val", "train"):
+        images = served.get(split)
+        ids = images.ids[::-3][:20]  # out of order
+        want = [int(np.flatnonzero(images.ids == i)[0]) for i in ids]
+        assert served.positions(split, ids).tolist() == want
+        assert [served.position(split, int(i)) for i in ids] == want
+        np.testing.assert_array_equal(served.by_ids(split, ids.tolist()).batch(), images.batch(np.array(want)))
+    val_id, train_id = int(served.get("val").ids[0]), int(served.get("train").ids[0])
+    assert served.positions("val", [val_id, train_id, -1, 10_000]).tolist() == [0, -1, -1, -1]
+    with pytest.raises(SplitError, match=f"image {train_id} is not in the validation split.*training split"):
+        served.by_ids("val", [val_id, train_id])
+    with pytest.raises(SplitError, match="no image with id 10000"):
+        served.by_ids("train", [train_id, 10_000])
+    test = ServedImages(npz_run)
+    np.testing.assert_array_equal(test.by_ids("test", [4, 0]).batch(), npz_run.splits.full.test.batch(np.array([4, 0])))
+
+
 def test_split_and_id_errors_are_clear(client, faces):
     val_id, train_id = int(faces.splits.val.ids[0]), int(faces.splits.train.ids[0])
     check_4xx(client.get("/api/images", params={"run": "tiny", "split": "val", "at_id": train_id}), 404,
@@ -142,7 +164,13 @@ def test_diff_and_interpolation_take_the_split(client, faces):
 
 # -- what each element moves ------------------------------------------------------------------
 
-def test_element_facts_are_traverse_factors_and_measured_effects(client, faces):
+def test_element_facts_are_traverse_factors_and_measured_effects(client, faces, monkeypatch):
+    import aelab.latent
+
+    measured = []  # the elements each decode-measuring call was asked for
+    real_effects = aelab.latent.element_effects
+    monkeypatch.setattr(aelab.latent, "element_effects", lambda *a, dims, **k: measured.append(list(dims))
+                        or real_effects(*a, dims=dims, **k))
     body = client.get("/api/elements", params={"run": "tiny", "elements": "3,0"}).json()
     assert [e["element"] for e in body["elements"]] == [3, 0] and body["factors_note"] is None
     val = faces.splits.val
@@ -159,11 +187,16 @@ def test_element_facts_are_traverse_factors_and_measured_effects(client, faces):
         assert [f["r"] for f in e["factors"]] == [rs[k] for k in strongest]
         assert abs(e["factors"][0]["r"]) >= abs(e["factors"][1]["r"])
         assert e["effect"] == pytest.approx(want_effects[e["element"]], rel=1e-6) and e["effect"] > 0
-    # the default is every slider; a second call answers from the cache with the same numbers
+    # the default is every slider; elements 3 and 0 are answered from the cache (not measured again),
+    # the others measured once, and a repeated call measures nothing
+    measured.clear()
     again = client.get("/api/elements", params={"run": "tiny"}).json()["elements"]
     assert [e["element"] for e in again] == list(range(faces.latent_size))
     assert [e["effect"] for e in again if e["element"] in (0, 3)] == [body["elements"][1]["effect"],
                                                                        body["elements"][0]["effect"]]
+    assert sorted(d for dims in measured for d in dims) == [d for d in range(faces.latent_size) if d not in (0, 3)]
+    measured.clear()
+    assert client.get("/api/elements", params={"run": "tiny"}).json()["elements"] == again and measured == []
 
 
 def test_element_facts_without_factors_say_why(client):

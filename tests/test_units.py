@@ -104,6 +104,17 @@ def test_an_old_run_loads_and_reads_in_todays_terms(trained, tmp_path):
     assert upgrade_log(recs, {"data": {"range": [0, 1]}})[0]["mse_01"] == 0.3
 
 
+def test_an_old_logs_epochs_get_train_mse_01_only_where_the_objective_is_that_mse():
+    steps = [{"step": 1, "epoch": 1, "loss": 0.4, "recon": 0.4}, {"step": 2, "epoch": 1, "loss": 0.2, "recon": 0.2}]
+    epoch = {"step": 2, "epoch": 1, "train_loss": 0.3, "val_mse": 0.07}
+    got = upgrade_log([*steps, epoch], {"data": {"range": [-1, 1]}})
+    assert [r["mse_01"] for r in got[:2]] == [0.1, 0.05] and got[2]["train_mse_01"] == 0.075  # 0.3 / 2²
+    for config, records in (({"model": {"type": "vae"}}, [*steps, epoch]),  # the objective adds β·KL/D
+                            ({}, [{**steps[0], "kl": 3.0}, epoch])):  # a KL term logged
+        assert "train_mse_01" not in upgrade_log(records, config)[-1]
+    assert upgrade_log([*steps, epoch], {"train": {"loss": "l1"}}) == [*steps, epoch]
+
+
 def test_loss_figure_puts_each_unit_on_its_own_axis(monkeypatch, tmp_path):
     """The first panel holds train mse_01 and validation MSE (both on [0, 1]); the objective and the KL have
     their own labelled panels; the training loss never shares the MSE axis."""

@@ -52,11 +52,10 @@ def score_cmd(
                       progress=not (quiet or as_json), int8=int8, id_base=id_base)
         grid = None
         if d.main and masks is not None:
-            from aelab.pixel import analyse_pixels, masks_for, to_model_grid
+            from aelab.pixel import analyse_pixels, masks_for
 
-            found = masks_for(masks, res.images)
-            res.pixel = analyse_pixels(r, res.images, found).numbers()
-            grid = to_model_grid(r, found)
+            pixel = analyse_pixels(r, res.images, masks_for(masks, res.images))
+            res.pixel, grid = pixel.numbers(), pixel.masks
         if d.main and maps is not None:
             res.figures = draw_maps(res, heatmaps(r, res, top_k=top_k, masks=grid), maps)
         if d.main and res.metrics is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from aelab.cli.common import JSON, app, console, print_json
+from aelab.cli.common import ID_BASE, JSON, app, console, print_json
 
 
 @app.command("predict")
@@ -15,17 +15,18 @@ def predict_cmd(
     data: str = typer.Option(..., "--data", help="Images to label (a data source, e.g. npy:new.npy)."),
     out: Path = typer.Option(None, "--out", help="CSV to write: ID,score,label (1 = anomalous)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per batch."),
+    id_base: int = ID_BASE,
     as_json: bool = JSON,
 ) -> None:
     """Label images normal (0) or anomalous (1) with the run's saved threshold; prints the counts."""
     from aelab.detector import predict_source
 
-    result = predict_source(run, data, out, batch_size=batch_size).numbers()
+    result = predict_source(run, data, out, batch_size=batch_size, id_base=id_base).numbers()
     if as_json:
         print_json(result)
         return
     if result["csv"]:
-        console.print(f"wrote {result['csv']}")
+        console.print(f"wrote {result['csv']} (ids from {id_base})")
     console.print(f"{result['n']:,} images: {result['n_anomalous']:,} anomalous, {result['n_normal']:,} normal "
                   f"({result['score']} score > {result['threshold']:.6g})")
 

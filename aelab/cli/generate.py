@@ -83,8 +83,9 @@ def augment(
     r = load_run(run, weights=weights)
     aug = run_augment(r, select(r, ids, data, id_base), variants, sigma, seed, mode,  # type: ignore[arg-type]
                       id_base=id_base)
-    images, _, written_as = aug.output(layout, dtype, order)  # type: ignore[arg-type]
-    written = aug.save(out, fmt, layout=layout, dtype=dtype, order=order)  # type: ignore[arg-type]
+    converted = aug.output(layout, dtype, order)  # type: ignore[arg-type]
+    written = aug.save(out, fmt, order=order, output=converted)  # type: ignore[arg-type]
+    images, _, written_as = converted
     if figure:
         augment_figure(aug, figure, title=r.name)
     result = {"run": str(run), "files": [str(p) for p in written], "images": list(images.shape),

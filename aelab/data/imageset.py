@@ -115,6 +115,13 @@ class ImageSet:
         return replace(self, index=np.asarray(np.arange(len(self.images)) if self.index is None
                                               else self.index)[positions], test=None)
 
+    def lookup(self) -> np.ndarray:
+        """Per source row, its position in this set (-1: not in it): int64 of the source's length, so many
+        ids are found with one indexing (``by_ids``, the explorer's splits)."""
+        out = np.full(len(self.images), -1, dtype=np.int64)
+        out[self.ids] = np.arange(len(self))
+        return out
+
     def by_ids(self, ids: list[int] | np.ndarray, id_base: int = 0) -> ImageSet:
         """The images whose stable ids are ``ids``, counted from ``id_base`` (0: rows; 1: homework lists).
         An id outside the source names itself, the base and the valid range."""
@@ -122,9 +129,7 @@ class ImageSet:
         from aelab.errors import DataError
 
         rows = to_rows(ids, len(self.images), id_base, self.name or "data")
-        lookup = np.full(len(self.images), -1, dtype=np.int64)
-        lookup[self.ids] = np.arange(len(self))
-        pos = lookup[rows]
+        pos = self.lookup()[rows]
         if (pos < 0).any():
             shown = ", ".join(map(str, from_rows(rows[pos < 0][:10], id_base).tolist()))
             raise DataError(f"{self.name or 'data'}: id {shown} is not in this subset of {len(self)} images")

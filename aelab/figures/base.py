@@ -40,6 +40,22 @@ def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
+def moving_average(values: np.ndarray, k: int) -> np.ndarray:
+    """The mean of each ``k`` consecutive values (``len - k + 1`` of them); the values themselves for k <= 1
+    or fewer than k values. A training curve is drawn smoothed by it over its faint raw self."""
+    values = np.asarray(values, float)
+    if k <= 1 or len(values) < k:
+        return values
+    return np.convolve(values, np.ones(k) / k, mode="valid")
+
+
+def log_scale_if_wide(ax: plt.Axes, values: Sequence[np.ndarray], ratio: float = 20) -> None:
+    """A log y axis when the positive ``values`` (curves, together) span more than ``ratio`` times."""
+    v = np.concatenate([np.asarray(x, float).ravel() for x in values]) if values else np.array([])
+    if len(v) and v.min() > 0 and v.max() / v.min() > ratio:
+        ax.set_yscale("log")
+
+
 def show_image(ax: plt.Axes, image: np.ndarray, title: str | None = None, fontsize: int = 8) -> None:
     """One uint8 H×W×C image on an axis, without ticks; grayscale for one channel."""
     img = image[..., 0] if image.shape[-1] == 1 else image

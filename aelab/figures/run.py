@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from aelab.figures.base import image_grid, plt, save
+from aelab.figures.base import image_grid, log_scale_if_wide, moving_average, plt, save
 from aelab.logunits import MSE_01
 
 
@@ -41,14 +41,8 @@ def _per_step(ax: plt.Axes, steps: np.ndarray, values: np.ndarray, colour: str, 
     k = max(1, len(values) // 50)
     ax.plot(steps, values, color=colour, alpha=0.3 if k > 1 else 0.9, lw=0.8, label=f"{label} (per iteration)")
     if k > 1:
-        ax.plot(steps[k - 1:], np.convolve(values, np.ones(k) / k, mode="valid"), color=colour, lw=1.6,
+        ax.plot(steps[k - 1:], moving_average(values, k), color=colour, lw=1.6,
                 label=f"{label} ({k}-iteration mean)")
-
-
-def _log_scale_if_wide(ax: plt.Axes, values: list[np.ndarray]) -> None:
-    v = np.concatenate([np.asarray(x, float) for x in values]) if values else np.array([])
-    if len(v) and v.min() > 0 and v.max() / v.min() > 20:
-        ax.set_yscale("log")
 
 
 def loss_figure(records: list[dict[str, Any]], path: str | Path, *, objective: str = "train.loss on data.range",
@@ -76,7 +70,7 @@ def loss_figure(records: list[dict[str, Any]], path: str | Path, *, objective: s
         val = np.array([r["val_mse"] for r in epochs])
         ax.plot([r["step"] for r in epochs], val, "o-", color="tab:orange", ms=4, label="validation (per epoch)")
         shown.append(val)
-    _log_scale_if_wide(ax, shown)
+    log_scale_if_wide(ax, shown)
     ax.set_ylabel(f"reconstruction\n{MSE_01}", fontsize=8)
     ax.set_title("reconstruction error, train and validation on one scale" if train_mse or not steps_of else
                  "reconstruction error, validation only (this run's log predates the train MSE on [0, 1])",
@@ -85,7 +79,7 @@ def loss_figure(records: list[dict[str, Any]], path: str | Path, *, objective: s
     if len(steps):
         loss = np.array([r["loss"] for r in steps_of])
         _per_step(ax, steps, loss, "tab:purple", "training objective")
-        _log_scale_if_wide(ax, [loss])
+        log_scale_if_wide(ax, [loss])
     ax.set_ylabel(f"training objective\n({objective})", fontsize=8)
     ax.set_title("what the optimiser minimised (its own scale: not comparable with the panel above)", fontsize=9)
     if kl:

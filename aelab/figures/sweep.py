@@ -9,12 +9,6 @@ from typing import Any
 import numpy as np
 
 
-def _smooth(y: np.ndarray, k: int) -> np.ndarray:
-    if k <= 1 or len(y) < k:
-        return y
-    return np.convolve(y, np.ones(k) / k, mode="valid")
-
-
 def losses_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], path: str | Path, title: str = "",
                   ylabel: str = "training loss") -> Path:
     """One training curve per iteration of every run, ``(label, steps, values)`` each, on one plot (a moving
@@ -22,13 +16,13 @@ def losses_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], path: str | 
 
     Longer runs are drawn first so a shorter run that follows the same path
     (same seed, fewer epochs) stays visible on top."""
-    from aelab.figures.base import plt, save
+    from aelab.figures.base import log_scale_if_wide, moving_average, plt, save
 
     curves = [(name, np.asarray(steps), np.asarray(loss)) for name, steps, loss in curves]
     fig, ax = plt.subplots(figsize=(8, 4.4))
     colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     order = sorted(range(len(curves)), key=lambda i: -len(curves[i][1]))
-    lows, highs, lines = [], [], {}
+    lines = {}
     longest = max((len(c[1]) for c in curves), default=1) or 1
     k_all = max(1, longest // 50)  # one window for all, so shared paths match
     for rank, i in enumerate(order):
@@ -38,14 +32,11 @@ def losses_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], path: str | 
         colour = colours(i % colours.N)
         k = min(k_all, max(1, len(loss) // 4))
         ax.plot(steps, loss, color=colour, alpha=0.18, lw=0.7)
-        sm = _smooth(loss, k)
+        sm = moving_average(loss, k)
         (lines[i],) = ax.plot(steps[len(steps) - len(sm):], sm, color=colour, zorder=2 + rank,
                               lw=1.0 + 1.0 * len(loss) / longest)  # a longer run: a wider line under the rest
         ax.plot(steps[-1], sm[-1], "o", color=colour, ms=5, zorder=3 + rank)  # where the run stopped
-        lows.append(float(loss.min()))
-        highs.append(float(loss.max()))
-    if lows and min(lows) > 0 and max(highs) / min(lows) > 20:
-        ax.set_yscale("log")
+    log_scale_if_wide(ax, [loss for _, _, loss in curves])
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

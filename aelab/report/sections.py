@@ -59,6 +59,9 @@ class RunFiles:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
     """Analyses recorded for other weights than the run's (shown, and flagged)."""
+    outdated: list[str] = field(default_factory=list)
+    """Analyses recorded for these weights that ``manifest.current`` no longer counts (a figure deleted, an
+    adopted record file changed): ``aelab analyse`` makes them again, so the report asks for that."""
 
     @property
     def name(self) -> str:
@@ -73,10 +76,12 @@ class RunFiles:
         return self.family == "vae"
 
     def metrics_log(self) -> list[dict[str, Any]]:
+        """``checkpoint.metrics_log`` (an older log in today's terms); none when the log is missing or unreadable."""
+        from aelab.checkpoint import metrics_log
+
         try:
-            with open(self.path / METRICS) as fh:
-                return [json.loads(line) for line in fh if line.strip()]
-        except (FileNotFoundError, json.JSONDecodeError):
+            return metrics_log(self.path / METRICS, self.config.to_dict())
+        except (FileNotFoundError, RunError):
             return []
 
     def figures(self, name: str) -> dict[str, Path]:
@@ -100,7 +105,8 @@ def read_run(path: Path) -> RunFiles:
     records = manifest.read(path)
     stamp = manifest.weights_stamp(path) if (path / WEIGHTS).is_file() else None
     stale = [n for n, r in records.items() if stamp is not None and r.get("weights") not in (None, stamp)]
-    return RunFiles(path, load_config(path / CONFIG), summary, records, stale)
+    outdated = [n for n in records if stamp is not None and n not in stale and not manifest.current(path, n, records)]
+    return RunFiles(path, load_config(path / CONFIG), summary, records, stale, outdated)
 
 
 def missing(run: RunFiles) -> list[str]:
@@ -126,7 +132,9 @@ def lacking(run: RunFiles) -> str:
     """What the run lacks, in words ('' when its report is complete)."""
     absent = missing(run)
     return "; ".join(([f"not analysed yet: {', '.join(absent)}"] if absent else []) +
-                     ([f"recorded for other weights: {', '.join(run.stale)}"] if run.stale else []))
+                     ([f"recorded for other weights: {', '.join(run.stale)}"] if run.stale else []) +
+                     ([f"out of date (a figure or record file gone or changed): {', '.join(run.outdated)}"]
+                      if run.outdated else []))
 
 
 def run_section(run: RunFiles, report: Any) -> str:

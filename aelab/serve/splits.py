@@ -41,6 +41,7 @@ class ServedImages:
                 self.sets["test"] = splits.full.test
         self.default = next(iter(self.sets))
         self.data = data
+        self._lookups: dict[str, np.ndarray] = {}
 
     def name(self, split: str | None) -> str:
         """``split``, or the default when None; an unknown or absent split is a 404 naming those there are."""
@@ -64,29 +65,36 @@ class ServedImages:
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": s, "label": LABELS[s], "n_images": len(d), "source": d.name} for s, d in self.sets.items()]
 
+    def positions(self, split: str | None, ids: list[int] | np.ndarray) -> np.ndarray:
+        """Where each id (a row of the split's source) is in ``split``: int64, -1 for one not there. One
+        indexing into the split's ``ImageSet.lookup``, built on first use and kept (the splits never change)."""
+        split = self.name(split)
+        if split not in self._lookups:
+            self._lookups[split] = self.sets[split].lookup()
+        lookup, ids = self._lookups[split], np.asarray(ids, dtype=np.int64).reshape(-1)
+        out = np.full(len(ids), -1, dtype=np.int64)
+        inside = (ids >= 0) & (ids < len(lookup))
+        out[inside] = lookup[ids[inside]]
+        return out
+
     def position(self, split: str | None, image_id: int) -> int:
         """Where image ``image_id`` is in ``split``; a 404 that says which split has it when this one does not."""
         split = self.name(split)
-        found = _where(self.sets[split], image_id)
-        if found is not None:
+        found = int(self.positions(split, [image_id])[0])
+        if found >= 0:
             return found
         images = self.sets[split]
         if not 0 <= image_id < len(images.images):
             raise SplitError(f"no image with id {image_id} in the {LABELS[split]} split (its ids are rows "
                              f"0..{len(images.images) - 1} of {images.name or 'the data'})")
         # train and val share their source's ids; the test split has ids of its own
-        elsewhere = [s for s in self.sets if s not in (split, "test", "data") and
-                     _where(self.sets[s], image_id) is not None]
+        elsewhere = [s for s in self.sets if s not in (split, "test", "data") and self.positions(s, [image_id])[0] >= 0]
         hint = f"; it is in the {LABELS[elsewhere[0]]} split" if elsewhere else ""
         raise SplitError(f"image {image_id} is not in the {LABELS[split]} split of {len(images)} images{hint}")
 
     def by_ids(self, split: str | None, ids: list[int]) -> ImageSet:
-        images = self.get(split)
-        return images.subset(np.asarray([self.position(split, i) for i in ids], dtype=np.int64))
-
-
-def _where(images: ImageSet, image_id: int) -> int | None:
-    if images.index is None:
-        return image_id if 0 <= image_id < len(images) else None
-    hits = np.flatnonzero(images.index == image_id)
-    return int(hits[0]) if hits.size else None
+        """The images with ``ids`` in ``split``, found together; the first id not there is a 404 as ``position``'s."""
+        pos = self.positions(split, ids)
+        if (pos < 0).any():
+            self.position(split, int(np.asarray(ids)[np.flatnonzero(pos < 0)[0]]))
+        return self.get(split).subset(pos)

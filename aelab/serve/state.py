@@ -166,8 +166,10 @@ class LoadedRun:
             raise ServeError(f"run '{self.key}': {exc}", exc.status) from None
 
     def subset(self, ids: list[int], split: str | None = None) -> ImageSet:
-        images = self.images.get(self.split(split))
-        return images.subset(np.asarray([self.position(i, split) for i in ids], dtype=np.int64))
+        try:
+            return self.images.by_ids(self.split(split), ids)
+        except SplitError as exc:
+            raise ServeError(f"run '{self.key}': {exc}", exc.status) from None
 
     def page(self, offset: int, limit: int, split: str | None = None) -> list[tuple[int, np.ndarray]]:
         """(id, model-view uint8 image) for positions offset..offset+limit of the split."""

@@ -27,13 +27,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/aelab demo $(ARGS)
 
+# The tests run in one worker per core (pytest-xdist; a test file stays on one worker, so its module
+# fixtures are made once), each with one torch thread: two 2-thread torch processes on 2 cores slow
+# each other several-fold. TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= auto
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(XDIST) --durations=20 $(PYTEST_ARGS)
 
 # The suite without the tests marked slow (trainings of their own, CLI and server processes, big
 # files), and hypothesis properties on a few examples each (the "fast" profile in tests/conftest.py).
 test-fast: $(STAMP)
-	AELAB_HYPOTHESIS=fast $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 AELAB_HYPOTHESIS=fast $(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # For maintainers: the newest releases the ranges allow, no constraints, in their own venv,
 # then every CLI test (the installed script in subprocesses included). A failure here means a

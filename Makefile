@@ -63,7 +63,7 @@ lock:
 	$(PY) -m venv $(LOCK_VENV) || python3 -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q --upgrade pip
 	$(LOCK_VENV)/bin/pip install -q "$(TORCH)"
-	$(LOCK_VENV)/bin/pip install -q ".[dev,pdf]"
+	$(LOCK_VENV)/bin/pip install -q ".[dev,pdf,bench]"
 	mkdir -p $(dir $(CONSTRAINTS))
 	{ echo "# Tested versions inside pyproject.toml's ranges. Written by 'make lock'; do not edit by hand."; \
 	  echo "# Used as: pip install -c $(CONSTRAINTS) -e '.[dev]'  (torch first: pip install $(TORCH))"; \

@@ -1,10 +1,11 @@
-"""One-class benchmark: per-class ROC AUC of aelab configs and of PyOD's AutoEncoder on the same splits.
+"""One-class benchmark: per-class ROC AUC of aelab configs and of PyOD's AutoEncoder and VAE on the same splits.
 
 Each set is run through ``aelab.oneclass`` (train on one class, every other label of the test set is an
-anomaly). PyOD's ``AutoEncoder`` (if installed) is fitted on the same normal training images
-(flattened pixels in [0, 1]) and scored on the same test images, and so is ``aelab.AutoencoderDetector``
-(the estimator, ``--no-detector`` to skip), timed as fit + score like PyOD. Each set's table replaces
-its marked block in ``benchmarks/oneclass.md`` (``<!-- set:NAME -->``); the notes around them stay.
+anomaly). PyOD's ``AutoEncoder`` and ``VAE`` (if installed: ``pip install -e '.[bench]'``) are fitted on the
+same normal training images (flattened pixels in [0, 1]) and scored on the same test images, and so is
+``aelab.AutoencoderDetector`` (the estimator, ``--no-detector`` to skip), timed as fit + score like PyOD. Each
+set's table replaces its marked block in ``benchmarks/oneclass.md`` (``<!-- set:NAME -->``); the notes around
+them stay.
 
     .venv/bin/python benchmarks/oneclass.py                            # digits, lfw, faces
     .venv/bin/python benchmarks/oneclass.py --sets digits --no-pyod
@@ -58,28 +59,34 @@ def method_config(name: str, budget_from: str) -> tuple[Path, list[str]]:
     return path, overrides
 
 
-def pyod_scores(train_x: np.ndarray, test_x: np.ndarray, epochs: int) -> tuple[np.ndarray, float]:
-    from pyod.models.auto_encoder import AutoEncoder
+PYOD_MODELS = {"ae": ("AutoEncoder", "pyod.models.auto_encoder"), "vae": ("VAE", "pyod.models.vae")}
+"""PyOD detectors the benchmark runs (``--pyod-models``), each with its defaults but the epochs and seed."""
 
+
+def pyod_scores(model: str, train_x: np.ndarray, test_x: np.ndarray, epochs: int) -> tuple[np.ndarray, float]:
+    import importlib
+
+    cls_name, module = PYOD_MODELS[model]
+    cls = getattr(importlib.import_module(module), cls_name)
     t = time.perf_counter()
-    det = AutoEncoder(epoch_num=epochs, batch_size=32, verbose=0, random_state=0, device="cpu")
+    det = cls(epoch_num=epochs, batch_size=32, verbose=0, random_state=0, device="cpu")
     det.fit(train_x.reshape(len(train_x), -1).astype(np.float32) / 255.0)
     scores = det.decision_function(test_x.reshape(len(test_x), -1).astype(np.float32) / 255.0)
     return scores, time.perf_counter() - t
 
 
-def run_pyod(result: dict, epochs: int) -> dict:
-    """PyOD's AutoEncoder on exactly the splits the aelab runs used (read back from their Run folders)."""
+def run_pyod(result: dict, model: str, epochs: int) -> dict:
+    """A PyOD detector on exactly the splits the aelab runs used (read back from their Run folders)."""
     import aelab
     from aelab.rankmetrics import metrics
 
     rows = []
+    test_set = _test_set(result)
+    labels = test_set.get_labels()
+    test_x = test_set.batch()
     for row in result["rows"]:
-        run = aelab.load_run(row["run"])
-        train = run.splits.train
-        test_set = _test_set(result)
-        labels = test_set.get_labels()
-        scores, secs = pyod_scores(train.batch(), test_set.batch(), epochs)
+        train = aelab.load_run(row["run"]).splits.train
+        scores, secs = pyod_scores(model, train.batch(), test_x, epochs)
         rows.append({"normal": row["normal"], "roc_auc": metrics(scores, labels != row["normal"])["roc_auc"],
                      "train_s": round(secs, 2)})
     return {"rows": rows, "mean_roc_auc": float(np.mean([r["roc_auc"] for r in rows])),
@@ -124,6 +131,7 @@ def main() -> None:
     ap.add_argument("--source", action="append", default=[], help="NAME=SOURCE to point a set elsewhere.")
     ap.add_argument("--normal", default=None, help="Only these classes (e.g. 0,1), for every set.")
     ap.add_argument("--pyod", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--pyod-models", default="ae,vae", help=f"Which of {', '.join(PYOD_MODELS)}.")
     ap.add_argument("--pyod-epochs", type=int, default=30)
     ap.add_argument("--detector", action=argparse.BooleanOptionalAction, default=True,
                     help="Also fit aelab.AutoencoderDetector (configs/oneclass.yaml, mse) on the same splits.")
@@ -141,6 +149,7 @@ def main() -> None:
         source = sources.get(set_name, source)
         normal = args.normal or normal
         lines, rows_by_method = [], {}
+        (args.out / set_name).mkdir(parents=True, exist_ok=True)  # oneclass() creates only the last level
         for method in args.methods.split(","):
             cfg, overrides = method_config(method, "oneclass")
             for kind in args.kinds.split(","):
@@ -154,14 +163,14 @@ def main() -> None:
             res = run_detector(first, cfg, overrides, "mse")
             rows_by_method["aelab AutoencoderDetector (oneclass.yaml, mse; fit + score)"] = res
             print(f"{set_name:8s} AutoencoderDetector mean ROC AUC {res['mean_roc_auc']:.4f}", flush=True)
-        if args.pyod:
+        for model in args.pyod_models.split(",") if args.pyod else []:
+            name = PYOD_MODELS[model][0]
             try:
-                first = next(iter(rows_by_method.values()))
-                res = run_pyod(first, args.pyod_epochs)
-                rows_by_method[f"PyOD AutoEncoder ({args.pyod_epochs} epochs)"] = res
-                print(f"{set_name:8s} PyOD AutoEncoder mean ROC AUC {res['mean_roc_auc']:.4f}", flush=True)
+                res = run_pyod(next(iter(rows_by_method.values())), model, args.pyod_epochs)
+                rows_by_method[f"PyOD {name} ({args.pyod_epochs} epochs)"] = res
+                print(f"{set_name:8s} PyOD {name} mean ROC AUC {res['mean_roc_auc']:.4f}", flush=True)
             except ImportError:
-                rows_by_method["PyOD AutoEncoder"] = None
+                rows_by_method[f"PyOD {name}"] = None
         classes = [r["normal"] for r in next(iter(r for r in rows_by_method.values() if r))["rows"]]
         lines.append(f"### {set_name}: {about}\n")
         lines.append(f"Source `{source}`. ROC AUC per normal class; time = training (PyOD: fit + score) per class.\n")

@@ -83,6 +83,9 @@ class DataConfig(Strict):
     limit: int | None = Field(None, ge=1, description="train on this many images (after select_labels; the "
                               "validation split is taken from them)")
     limit_mode: Literal["first", "random"] = "first"
+    split_seed: int | None = Field(None, ge=0, lt=SEED_LIMIT, description="seed of the validation split and "
+                                   "the random limit draw; default: the run's seed (so an ensemble of seeds can "
+                                   "share one split)")
 
     @field_validator("range")
     @classmethod

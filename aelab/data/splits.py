@@ -42,6 +42,8 @@ def load_for(data: DataConfig, source: str | ImageSet | None = None, labels: str
 
 
 def make_splits(data: DataConfig, seed: int) -> Splits:
+    """Train / validation images of ``data``; drawn with ``data.split_seed`` when set, else ``seed`` (the run's)."""
+    seed = seed if data.split_seed is None else data.split_seed
     full = load_for(data)
     kept = full.select_labels(data.select_labels) if data.select_labels else full
     kept = limit(kept, data, seed)

@@ -15,9 +15,9 @@ from typing import Any
 from aelab.errors import AelabError
 
 
-def cell(value: Any) -> str:
-    """A number as a table cell in a terminal or a notebook: floats to 4 significant digits (whole
-    above 1e5, with separators; NaN as -), ints with thousands separators, None as -."""
+def cell(value: Any, digits: int = 4) -> str:
+    """A number as a table cell (terminal, notebook, report): floats to ``digits`` significant digits
+    (whole above 1e5, with separators; NaN as -), ints with thousands separators, None as -."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -27,7 +27,7 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         if value != value:
             return "-"
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
 
 

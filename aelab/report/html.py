@@ -14,6 +14,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from aelab.tables import cell as number_cell
+
 BIG_PNG, JPEG_QUALITY = 300_000, 90
 
 
@@ -28,18 +30,15 @@ def slug(text: str) -> str:
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """A value as the tables show it: thousands separated, floats to ``digits`` significant digits."""
+    """A value as the report's tables show it: numbers as ``tables.cell`` writes them (the CLI's and the
+    notebook's rule), a missing value as a dash, yes/no, a shape as 64×64×3."""
     if value is None:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1e5 else f"{value:.{digits}g}"
     if isinstance(value, list | tuple):
         return "×".join(str(v) for v in value)
-    return str(value)
+    return number_cell(value, digits)
 
 
 def column_decimals(values: list[Any], digits: int = 4, most: int = 6) -> int | None:

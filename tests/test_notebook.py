@@ -301,7 +301,7 @@ def test_cli_and_notebook_write_a_number_the_same_way():
     assert number([64, 64, 3]) == "64 × 64 × 3"
     from aelab.report.html import fmt as report_number  # the report: the same numbers, its own words around them
 
-    for value in (1234567, 0.0123456, 123456.7, float("nan")):
-        assert report_number(value) == cases[value]
+    for value, text in ((1234567, "1,234,567"), (0.0123456, "0.01235"), (123456.7, "123,457"), (float("nan"), "-")):
+        assert report_number(value) == text
     assert report_number(0.0123456, digits=2) == "0.012"
     assert (report_number(None), report_number(True), report_number([64, 64, 3])) == ("–", "yes", "64×64×3")

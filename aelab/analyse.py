@@ -302,7 +302,8 @@ def sweep_figures(path: str | Path, redo: bool = True) -> dict[str, str]:
     rows = sweep_table(path, sweep)
     if len({r["latent_size"] for r in rows}) > 1:
         if redo or not (path / sw.LATENT).is_file():
-            latent_figure(sw.latent_series(rows, sweep), path / sw.LATENT, title=f"{sweep.name}: code size")
+            latent_figure(sw.latent_series(rows, sweep), path / sw.LATENT, title=f"{sweep.name}: code size",
+                          input_size=sw.input_elements(path, done))
         files["latent"] = str(path / sw.LATENT)
     return files
 

@@ -246,6 +246,15 @@ def training_curves(out: str | Path, variants: list[Variant]) -> tuple[list[tupl
     return loss, "training objective (each run's train.loss on data.range)"
 
 
+def input_elements(out: str | Path, variants: list[Variant]) -> int | None:
+    """Values per model input shared by the finished ``variants`` (each summary's ``input_shape``), or None
+    when they differ (runs on different inputs): what the code-size figure's compression axis divides."""
+    import math
+
+    sizes = {math.prod(json.loads((Path(out) / v.name / SUMMARY).read_text())["input_shape"]) for v in variants}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def latent_series(rows: list[dict[str, Any]], sweep: Sweep) -> dict[str, list[dict[str, Any]]]:
     """The rows grouped into the code-size study's lines: family, vector or spatial code, other settings."""
     series: dict[str, list[dict[str, Any]]] = {}

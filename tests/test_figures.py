@@ -126,22 +126,22 @@ def test_traversal_values_share_their_decimals_and_rows_name_two_factors():
 def test_latent_sweep_figure_has_the_compression_axis_and_shading(tmp_path, monkeypatch):
     from matplotlib.axes._secondary_axes import SecondaryAxis
 
-    from aelab.figures.sweep import input_size, latent_figure
+    from aelab.figures.sweep import latent_figure
 
-    # HW2: 3×50×50 images (7,500 elements), a 256-element code and a 64×48×48 spatial one; the summary's ratio
-    # is rounded to 3 decimals (7500 / 147456 -> 0.051, whose product with the code size is 7,520)
+    # HW2: 3×50×50 images (7,500 elements), a 256-element code and a 64×48×48 spatial one
     rows = [{"latent_size": z, "compression": round(7500 / z, 3), "val_psnr": p, "val_ssim": s}
             for z, p, s in ((256, 22.0, 0.7), (4096, 27.0, 0.85), (147456, 35.0, 0.97))]
-    assert input_size(rows) == 7500
-    assert input_size([*rows, {"latent_size": 10, "compression": 1000.0}]) is None  # another input size
     kept = _capture(monkeypatch)
-    latent_figure({"conv": rows}, tmp_path / "z.png")
+    latent_figure({"conv": rows}, tmp_path / "z.png", input_size=7500)
     axes = kept[0].axes
     tops = [c for ax in axes for c in ax.get_children() if isinstance(c, SecondaryAxis)]
     assert len(tops) == 2 and "compression ratio" in tops[0].get_xlabel()
     assert [t.get_text() for t in tops[0].get_xticklabels()] == ["29.3×", "1.83×", "0.0509×"]
     texts = [t.get_text() for ax in axes for t in ax.texts]
     assert texts.count("code larger than the image") == 2
+    kept.clear()
+    latent_figure({"conv": rows}, tmp_path / "n.png")  # runs on inputs of different sizes: no ratio to draw
+    assert not [c for ax in kept[0].axes for c in ax.get_children() if isinstance(c, SecondaryAxis)]
 
 
 def test_moving_average_and_log_scale_shared_by_the_curves():

@@ -228,6 +228,9 @@ def test_latent_sweep_draws_the_code_size_figure(tmp_path):
     assert Path(result.files["latent"]).name == "latent.png" and (tmp_path / "lat" / "latent.png").stat().st_size
     assert [r["latent_size"] for r in result.rows] == [2, 8]
     assert [r["compression"] for r in result.rows] == [384.0, 96.0]
+    from aelab.sweep import finished, input_elements
+
+    assert input_elements(tmp_path / "lat", finished(tmp_path / "lat", s)) == 3 * 16 * 16  # the compression axis
 
 
 @pytest.mark.slow(reason="two sweep jobs in worker processes that import torch")

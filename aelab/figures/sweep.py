@@ -53,32 +53,21 @@ def _ratio(r: float) -> str:
     return f"{r:,.0f}×" if r >= 100 else f"{r:.3g}×"
 
 
-def input_size(rows: list[dict[str, Any]]) -> int | None:
-    """Elements per input image shared by every row, from code size × compression ratio; None when the rows
-    disagree (runs on different inputs). The ratio is stored to 3 decimals, so the product is only known to
-    ± code size × 0.0005: the row with the smallest code gives the image size, the others must agree."""
-    if not rows:
-        return None
-    best = min(rows, key=lambda r: r["latent_size"])
-    d = round(best["latent_size"] * best["compression"])
-    ok = all(abs(r["latent_size"] * r["compression"] - d) <= r["latent_size"] * 0.0005 + 0.5 for r in rows)
-    return d if ok and d > 0 else None
-
-
-def latent_figure(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
+def latent_figure(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "",
+                  input_size: int | None = None) -> Path:
     """Validation PSNR and SSIM against code size (two panels), the compression ratio on the top axis.
 
     One line per series (rows with ``latent_size``, ``compression``, ``val_psnr``, ``val_ssim``). The
     top axis reads input elements / code elements; where the sweep reaches a code as big as the input
     (ratio 1 and below) the region is shaded, "code larger than the image": the reconstruction is sharp
-    there, but the code is no longer a compression. The image size comes from ``input_size``."""
+    there, but the code is no longer a compression. ``input_size``: values per model input
+    (``sweep.input_elements``); without it neither is drawn."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
     from aelab.figures.base import plt, save
 
     rows = [r for pts in series.values() for r in pts]
     sizes = sorted({r["latent_size"] for r in rows})
-    d_in = input_size(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     colours = plt.get_cmap("tab10")
     for ax, key, name in ((axes[0], "val_psnr", "validation PSNR (dB)"), (axes[1], "val_ssim", "validation SSIM")):
@@ -93,8 +82,8 @@ def latent_figure(series: dict[str, list[dict[str, Any]]], path: str | Path, tit
         ax.set_xlabel("code size (elements, log scale)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        if d_in is not None:
-            d = float(d_in)
+        if input_size is not None:
+            d = float(input_size)
             top = ax.secondary_xaxis("top", functions=(lambda s, d=d: d / np.maximum(s, 1e-9),
                                                        lambda c, d=d: d / np.maximum(c, 1e-9)))
             top.xaxis.set_major_locator(FixedLocator([d / s for s in sizes]))

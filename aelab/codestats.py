@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,11 +62,7 @@ class CodeStats:
     @classmethod
     def fit(cls, codes: np.ndarray, ridge: float = RIDGE) -> CodeStats:
         """Fit to ``codes`` (N×D, or N×latent_shape: flattened per row); N must be at least 2."""
-        flat = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)
-        if len(flat) < 2:
-            raise AelabError(f"code statistics need at least 2 codes, got {len(flat)}")
-        if not np.isfinite(flat).all():
-            raise AelabError("the codes contain NaN or infinite values; the run may have diverged")
+        flat = checked_codes(codes)
         if not ridge >= 0:
             raise AelabError(f"ridge must be non-negative, got {ridge}")
         mean = flat.mean(0)
@@ -142,6 +138,24 @@ def weights_hash(run: Run) -> str:
 def file_name(split: str, n: int) -> str:
     """``codestats-<split>-<n>.safetensors`` (n: the number of images fitted)."""
     return f"codestats-{split}-{n}.safetensors"
+
+
+def checked_codes(codes: np.ndarray) -> np.ndarray:
+    """``codes`` as float64 N×D (a row per code, flattened), refused with one line when they cannot be
+    summarised: fewer than 2, or NaN / infinite values."""
+    flat = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)
+    if len(flat) < 2:
+        raise AelabError(f"code statistics need at least 2 codes, got {len(flat)}")
+    if not np.isfinite(flat).all():
+        raise AelabError("the codes contain NaN or infinite values; the run may have diverged")
+    return flat
+
+
+def moments(codes: np.ndarray) -> dict[str, Any]:
+    """Per-element ``mean``, ``std`` (ddof 1), ``min``, ``max`` and ``n``: ``CodeStats``' moments without its
+    D×D covariance, which a spatial code of thousands of elements cannot afford on every explorer load."""
+    flat = checked_codes(codes)
+    return {"mean": flat.mean(0), "std": flat.std(0, ddof=1), "min": flat.min(0), "max": flat.max(0), "n": len(flat)}
 
 
 def fit_images(run: Run, split: str = "train", n: int | None = None) -> ImageSet:

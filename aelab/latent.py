@@ -255,18 +255,13 @@ def data_codes(run: Run, images: ImageSet) -> np.ndarray:
 
 def code_stats(run: Run, data: str | ImageSet | None = None) -> dict[str, np.ndarray]:
     """Mean, std (ddof 1), min and max of every code element (flat) over ``data`` (default: the run's
-    validation split), as ``aelab.codestats.CodeStats`` defines them, cached on the Run. Per-element
-    moments only: no D×D covariance, which a spatial code of thousands of elements cannot afford here."""
+    validation split): ``aelab.codestats.moments``, cached on the Run."""
     images = _stats_data(run, data)
     key = ("stats", _data_key(images))
     if key not in run.cache:
-        codes = data_codes(run, images).astype(np.float64)
-        if len(codes) < 2:
-            raise AelabError(f"code statistics need at least 2 codes, got {len(codes)}")
-        if not np.isfinite(codes).all():
-            raise AelabError("the codes contain NaN or infinite values; the run may have diverged")
-        run.cache[key] = {"mean": codes.mean(0), "std": codes.std(0, ddof=1), "min": codes.min(0),
-                          "max": codes.max(0), "n": len(codes)}
+        from aelab.codestats import moments
+
+        run.cache[key] = moments(data_codes(run, images))
     return run.cache[key]
 
 
